@@ -130,6 +130,13 @@ def bigcodebench(args) -> None:
     path = Path(args.bcb_data)
     with gzip.open(path, "rt") as f:
         docs = [json.loads(x) for x in f]
+    if args.bcb_tasks:
+        if args.bcb_tasks == ["failed"]:  # the failures of the last full run
+            args.bcb_tasks = [f["task_id"] for f in json.loads((RESULTS / "bigcodebench_reference.json").read_text())["failures"]]
+        wanted = set(args.bcb_tasks)
+        docs = [d for d in docs if d["task_id"] in wanted]
+        if len(docs) != len(wanted):
+            raise SystemExit(f"unknown task ids: {sorted(wanted - {d['task_id'] for d in docs})}")
     if args.bcb_limit:
         docs = docs[: args.bcb_limit]
     t = time.perf_counter()
@@ -157,7 +164,9 @@ def bigcodebench(args) -> None:
         "failures": failures,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bigcodebench_reference.json").write_text(json.dumps(out, indent=2))
+    # a subset run (--bcb-tasks / --bcb-limit) never overwrites the full run's file
+    name = "bigcodebench_reference.json" if len(docs) == 1140 else "bigcodebench_reference_subset.json"
+    (RESULTS / name).write_text(json.dumps(out, indent=2))
     print(f"\nBigCodeBench reference solutions: {n_pass}/{len(docs)} pass = {n_pass / len(docs):.1%} (target 98%), {wall:.0f} s")
     print("| cause | tasks |\n|---|---:|")
     for c, n in causes.most_common():
@@ -175,6 +184,8 @@ def main() -> None:
     ap.add_argument("--bigcodebench", action="store_true", help="measure the BigCodeBench reference pass rate instead")
     ap.add_argument("--bcb-data", default=str(REPO.parent / "shared" / "data" / "bigcodebench" / "BigCodeBench-v0.1.0_hf.jsonl.gz"))
     ap.add_argument("--bcb-limit", type=int, default=0)
+    ap.add_argument("--bcb-tasks", nargs="+", default=None,
+                    help="only these task ids ('failed': the failures of the last full run); writes *_subset.json")
     ap.add_argument("--bcb-timeout", type=float, default=120.0)
     args = ap.parse_args()
     faulthandler.enable()

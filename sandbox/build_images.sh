@@ -63,13 +63,13 @@ build() {  # build TAG DOCKERFILE BASE [extra args...]
   local tag=$1 dockerfile=$2 base=$3; shift 3
   local base_id; base_id="$(docker image inspect --format '{{.Id}}' "$base")"
   local want; want="$(cat "$HERE/$dockerfile" <(echo "$base_id") "$@" 2>/dev/null | sha256sum | cut -c1-16)"
-  [[ $dockerfile == Dockerfile.bigcodebench ]] && want="$(cat "$HERE/$dockerfile" "$HERE/requirements-bigcodebench.txt" <(echo "$base_id") | sha256sum | cut -c1-16)"
+  [[ $dockerfile == Dockerfile.bigcodebench ]] && want="$(cat "$HERE/$dockerfile" "$HERE/requirements-bigcodebench.txt" "$HERE/install_nltk_data.py" <(echo "$base_id") | sha256sum | cut -c1-16)"
   if [[ "$(label_of "$tag")" == "$want" ]]; then log "$tag up to date ($want)"; return; fi
   local ctx; ctx="$(mktemp -d)"
   cp "$HERE/$dockerfile" "$ctx/Dockerfile"
   local args=(--build-arg "BASE=$base" --label "calib.sandbox.hash=$want" -t "$tag")
   if [[ $dockerfile == Dockerfile.bigcodebench ]]; then
-    cp "$HERE/requirements-bigcodebench.txt" "$ctx/"
+    cp "$HERE/requirements-bigcodebench.txt" "$HERE/install_nltk_data.py" "$ctx/"
     local ca="${PIP_CA_BUNDLE:-$(python3 -m pip config get global.cert 2>/dev/null || true)}"
     [[ -f "$ca" ]] || ca=/etc/ssl/certs/ca-certificates.crt
     cp "$ca" "$ctx/pip-ca.crt"

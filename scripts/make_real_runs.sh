@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
 # The real runs behind the measurements in the issue notes (slow on 2 CPU cores: hours, not minutes).
 # Resumable: lm-eval's --use_cache keeps every finished request in runs/cache/.
+#
+#   scripts/make_real_runs.sh                      ARC-Easy test[:LIMIT] for each of MODELS (cloze)
+#   MMLU=1 ARC=0 scripts/make_real_runs.sh         MMLU-Redux questions of REDUX_SUBJECTS, 0-shot
+#
+# Qwen2.5-Coder-1.5B (`make large-model`) needs about 4 s per MMLU question (~80 tokens) or per 8 short
+# ARC requests on 2 cores: about an hour per 1,000 MMLU questions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} TOKENIZERS_PARALLELISM=false
@@ -8,20 +14,37 @@ DATA=${CALIB_HARNESS_SHARED_DATA:-../shared/data}
 LIMIT=${LIMIT:-1000}
 MODELS=${MODELS:-"smollm2-135m qwen2.5-coder-0.5b"}
 mkdir -p runs/cache
-for m in $MODELS; do
-  calib-lm-eval --model hf --model_args pretrained=$m,dtype=float32 --tasks calib_arc_easy \
-    --data_dir "$DATA" --limit "$LIMIT" --batch_size 8 --use_cache runs/cache/arc_easy_$m \
-    --output_path runs/arc_easy/$m --log_samples
-done
+if [ "${ARC:-1}" = 1 ]; then
+  for m in $MODELS; do
+    calib-lm-eval --model hf --model_args pretrained=$m,dtype=float32 --tasks calib_arc_easy \
+      --data_dir "$DATA" --limit "$LIMIT" --batch_size 8 --use_cache runs/cache/arc_easy_$m \
+      --output_path runs/arc_easy/$m --log_samples
+  done
+fi
 
-# MMLU test questions annotated by MMLU-Redux, 8 subjects drawn with a fixed seed
-# (runs/mmlu_redux_samples.json), 0-shot: the cleaning measurement of issue 7.
+# MMLU test questions annotated by MMLU-Redux, 0-shot: the cleaning (issue 7) and cascade (issue 6)
+# measurements.  Subjects: the six short-prompt subjects of an earlier seeded draw of eight
+# (professional_medicine and security_studies dropped: 2-3x longer prompts) plus the five
+# short-prompt subjects with the most Redux errors (virology, the most, is already in).
+REDUX_SUBJECTS=${REDUX_SUBJECTS:-"college_biology conceptual_physics high_school_psychology jurisprudence moral_disputes virology logical_fallacies human_sexuality global_facts human_aging public_relations"}
 if [ "${MMLU:-0}" = 1 ]; then
+  SAMPLES=runs/mmlu_redux_samples_v2.json
+  python - "$DATA" "$SAMPLES" $REDUX_SUBJECTS <<'PY'
+import json, sys
+data, out_path, subjects = sys.argv[1], sys.argv[2], set(sys.argv[3:])
+out = {}
+for line in open(f"{data}/mmlu_redux/mmlu_redux_normalized.jsonl"):
+    r = json.loads(line)
+    if r["subject"] in subjects and r.get("mmlu_test_index") is not None:
+        out.setdefault("calib_mmlu_" + r["subject"], set()).add(int(r["mmlu_test_index"]))
+json.dump({k: sorted(v) for k, v in sorted(out.items())}, open(out_path, "w"))
+print(f"{out_path}: {sum(map(len, out.values()))} questions in {len(out)} subjects")
+PY
   for m in $MODELS; do
     calib-lm-eval --model hf --model_args pretrained=$m,dtype=float32 \
-      --tasks "$(python -c 'import json;print(",".join(json.load(open("runs/mmlu_redux_samples.json"))))')" \
-      --samples runs/mmlu_redux_samples.json --num_fewshot 0 \
+      --tasks "$(python -c "import json;print(','.join(json.load(open('$SAMPLES'))))")" \
+      --samples "$SAMPLES" --num_fewshot 0 \
       --data_dir "$DATA" --batch_size 8 --use_cache runs/cache/mmlu_redux_$m \
-      --output_path runs/mmlu_redux/$m --log_samples
+      --output_path runs/mmlu_redux_v2/$m --log_samples
   done
 fi
