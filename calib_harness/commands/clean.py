@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
+
+from calib_harness.paths import shared_data_dir
 
 CLEANLAB_CIFAR10 = "cleanlab:cifar10"
 
@@ -63,13 +64,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=run)
     return p
-
-
-def default_data_dir() -> Path:
-    for env in ("CALIB_HARNESS_SHARED_DATA", "CALIB_HARNESS_DATA_DIR"):
-        if os.environ.get(env):
-            return Path(os.environ[env]).expanduser()
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def load_expert(spec: str, data_dir: Path):
@@ -111,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from calib_harness.cleaning.experts import build_panel
     from calib_harness.cleaning.pipeline import run_methods
 
-    data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
+    data_dir = shared_data_dir(args.data_dir)
     experts = [load_expert(s, data_dir) for s in args.runs]
     panel = build_panel(
         experts,

@@ -43,12 +43,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--arc-steps", type=int, default=24)
     g.add_argument("--arc-batch", type=int, default=8)
     g.add_argument("--arc-lr", type=float, default=3e-5)
-    g.add_argument("--large-records", default=None, help="M_L records.jsonl (default: newest runs/**/qwen*/records.jsonl)")
+    g.add_argument("--large-records", default=None, help="M_L run: records.jsonl, a folder, or an lm-eval output folder (default: newest runs/**/qwen*/records.jsonl)")
     s.set_defaults(func=run_sweep)
 
     t = sub.add_parser("table", help="rebuild table.md and plots from saved variants")
     t.add_argument("--out", default="runs/gatekeeper")
-    t.add_argument("--large-records", default=None, help="ARC M_L records.jsonl (default: newest runs/**/qwen*/records.jsonl)")
+    t.add_argument("--large-records", default=None, help="ARC M_L run: records.jsonl, a folder, or an lm-eval output folder (default: newest runs/**/qwen*/records.jsonl)")
     t.set_defaults(func=run_table)
 
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])

@@ -322,6 +322,7 @@ def score_arc_folder(folder: str | Path, large_records: str | None = None, n_bin
                      model: str = "smollm2-135m") -> str:
     """Metrics of every saved ARC variant (records/<name>) against M_L; writes variants, table, plots."""
     from calib_harness.gatekeeper.arc import nent_confidence
+    from calib_harness.lm_eval_io import load_run
     from calib_harness.records import load_records_jsonl
 
     folder = Path(folder)
@@ -337,7 +338,7 @@ def score_arc_folder(folder: str | Path, large_records: str | None = None, n_bin
     large: dict = {}
     lname = None
     if large_path is not None and large_path.exists():
-        lrun = load_records_jsonl(large_path)
+        lrun = load_run(large_path)  # records.jsonl, a folder holding one, or an lm-eval output folder
         large = {r.doc_id: r for r in lrun.records if "arc_easy" in r.task}
         lname = f"{lrun.model} ({large_path.relative_to(REPO) if large_path.is_relative_to(REPO) else large_path})"
         for r in runs["untuned"].records:

@@ -18,7 +18,6 @@ skipped and why (one run only, no prompts for MF, no reference ...).
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from calib_harness import metrics
+from calib_harness.paths import shared_data_dir
 from calib_harness.records import RecordError, Run, align
 from calib_harness.report.document import Document, Figure, Section, Table, write
 
@@ -41,15 +41,6 @@ class ReportResult:
 
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
-def _shared_data_dir(data_dir: str | Path | None) -> Path | None:
-    if data_dir:
-        return Path(data_dir)
-    for env in ("CALIB_HARNESS_SHARED_DATA", "CALIB_HARNESS_DATA_DIR"):
-        if os.environ.get(env):
-            return Path(os.environ[env])
-    return None
 
 
 def runs_section(runs: Sequence[Run], numbers: dict) -> Section:
@@ -227,7 +218,7 @@ def build_report(
             skipped.append(f"Cascade and cleaning skipped: {e}")
         else:
             doc.sections.append(cascade_section(a, b, out, numbers, seed, mf, progress))
-            doc.sections.append(cleaning_section(runs, out, numbers, seed, _shared_data_dir(data_dir)))
+            doc.sections.append(cleaning_section(runs, out, numbers, seed, shared_data_dir(data_dir, fallback=False)))
     else:
         skipped.append("Cascade and cleaning need two runs over the same documents; one was given.")
     if skipped:
