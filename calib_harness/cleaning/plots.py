@@ -1,7 +1,8 @@
 """Cleaning precision vs detection rate (the paper's Figure 6), matplotlib Agg PNGs.
 
 Method 2 is a line over K (with and without expert agreement); methods 1, 3 and Confident
-Learning are single operating points (CL drawn as a star, as in the paper).  One panel per
+Learning are single operating points (CL drawn as a star, as in the paper); a dotted line marks
+the base rate, the precision of flagging at random.  One panel per
 positives definition.  ``x="detection_rate"`` (default) plots recall of the reference's errors;
 ``x="flag_rate"`` plots flagged / evaluated, the paper's own x-axis.
 """
@@ -48,6 +49,8 @@ def plot_precision_detection(rows: list[EvalRow], path: str | Path, x: str = "de
                 )
         n_eval = sub[0].n_eval if sub else 0
         n_err = sub[0].n_errors if sub else 0
+        if n_eval:  # flagging at random has this precision in expectation
+            ax.axhline(n_err / n_eval, color="gray", ls=":", lw=1, label=f"base rate {n_err / n_eval:.3f} (random flags)")
         ax.set_title(f"{sub[0].reference if sub else ''}: positives = {pos} ({n_err} errors / {n_eval})", fontsize=10)
         ax.set_xlabel("detection rate (TP / reference errors)" if x == "detection_rate" else "flagged / evaluated")
         ax.set_ylabel("cleaning precision (TP / flagged)")
