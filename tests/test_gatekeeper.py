@@ -270,3 +270,27 @@ def test_lm_trainer_gatekeeper_alpha0_flattens_wrong_answer_tokens(smollm, share
     assert hist[0]["corr"] >= 0 and 0 < hist[0]["frac_correct_tokens"] < 1
     kl1, _ = wrong_token_kl(model)
     assert kl1 < kl0 * 0.8
+
+
+def test_arc_sweep_stage1_protocol_and_resume(smollm, shared_data, tmp_path):
+    """The paper's two-stage protocol on real ARC-Easy docs (tiny budget): Stage 1 (CE) is trained once and
+    saved, the variants start from it on the next, disjoint train docs, and a rerun reuses every record."""
+    from calib_harness.gatekeeper.sweep import ArcSweepConfig, run_arc_sweep
+
+    torch.set_num_threads(1)
+    cfg = ArcSweepConfig(alphas=(0.5,), n_train=4, n_eval=8, n_cal=0, max_steps=1, batch_size=4, lr=1e-4, control=False,
+                         stage1_steps=1, arc_dir=str(shared_data / "arc" / "ARC-Easy"), large_records=str(tmp_path / "none.jsonl"))
+    md = run_arc_sweep(tmp_path, cfg, progress=False)
+    folder = tmp_path / "arc_easy"
+    stage1 = json.loads((folder / "stage1_model" / "stage1.json").read_text())
+    assert stage1 == {**stage1, "steps": 1, "docs": "ARC-Easy train[:4]"}
+    untuned = json.loads((folder / "records" / "untuned" / "meta.json").read_text())["note"]
+    tuned = json.loads((folder / "records" / "alpha_0.5" / "meta.json").read_text())["note"]
+    assert "after Stage 1" in untuned and "train[4:8]" in tuned and "after Stage 1" in tuned
+    assert "| gatekeeper | 0.5 |" in md and "| untuned |" in md
+    # resumable: nothing is retrained or rescored on a rerun
+    mtimes = {p: p.stat().st_mtime for p in folder.glob("records/*/records.jsonl")}
+    stage1_mtime = (folder / "stage1_model" / "config.json").stat().st_mtime
+    run_arc_sweep(tmp_path, cfg, progress=False)
+    assert {p: p.stat().st_mtime for p in folder.glob("records/*/records.jsonl")} == mtimes
+    assert (folder / "stage1_model" / "config.json").stat().st_mtime == stage1_mtime

@@ -43,6 +43,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--arc-steps", type=int, default=24)
     g.add_argument("--arc-batch", type=int, default=8)
     g.add_argument("--arc-lr", type=float, default=3e-5)
+    g.add_argument("--arc-stage1", type=int, default=0,
+                   help="Stage 1 (paper 4.2): CE steps on train[:arc-train] first; variants then tune on the next arc-train docs")
     g.add_argument("--large-records", default=None, help="M_L run: records.jsonl, a folder, or an lm-eval output folder (default: newest runs/**/qwen*/records.jsonl)")
     s.set_defaults(func=run_sweep)
 
@@ -73,7 +75,7 @@ def run_sweep(args) -> int:
     if args.pair in ("arc", "both"):
         cfg = ArcSweepConfig(model=args.arc_model, n_train=args.arc_train, n_eval=args.arc_eval, n_cal=args.arc_cal,
                              max_steps=args.arc_steps, batch_size=args.arc_batch, lr=args.arc_lr, seed=args.seed,
-                             control=not args.no_control, large_records=args.large_records)
+                             control=not args.no_control, large_records=args.large_records, stage1_steps=args.arc_stage1)
         if args.alphas:
             cfg.alphas = tuple(args.alphas)
         print(run_arc_sweep(args.out, cfg, progress=progress, force=args.force))

@@ -16,7 +16,9 @@ the 10k test images.  M_L: a wider CNN trained once and cached (or the vision en
 ``calib_harness/data/mnist_pair/logits.npz``, the vision pair's large resnet10t, when present).
 
 ARC-Easy: SmolLM2-135M; fine-tuning on ARC-Easy train docs; evaluation on test docs
-``[0, n_eval)``; calibration on test docs ``[n_eval, n_eval + n_cal)``.  M_L: records of a Qwen
+``[0, n_eval)``; calibration on test docs ``[n_eval, n_eval + n_cal)``.  With ``stage1_steps`` the
+paper's protocol: plain-CE tuning on ``train[:n_train]`` first (the ``untuned`` row is that Stage-1
+model), the variants on the disjoint ``train[n_train : 2 n_train]``.  M_L: records of a Qwen
 model under ``runs/*/qwen*/records.jsonl``; without them the oracle large model (p_l = 1) is used
 and the CC row is left out.
 """
@@ -238,6 +240,11 @@ class ArcSweepConfig:
     control: bool = True
     arc_dir: str = str(ARC_DIR_DEFAULT)
     large_records: str | None = None  # default: newest runs/*/qwen*/records.jsonl (or under runs/**)
+    # The paper's protocol (section 4.2): M_S is first tuned with plain cross-entropy on the training
+    # split (Stage 1), then fine-tuned with GATEKEEPER.  stage1_steps > 0: Stage 1 runs on
+    # train[:n_train] and the variants fine-tune the Stage-1 model on the disjoint
+    # train[n_train : 2 * n_train]; 0: the variants start from the shipped model on train[:n_train].
+    stage1_steps: int = 0
 
 
 def find_large_records(pattern_root: Path = REPO / "runs") -> Path | None:
@@ -273,16 +280,33 @@ def run_arc_sweep(out: str | Path, cfg: ArcSweepConfig = ArcSweepConfig(), progr
     arc = Path(cfg.arc_dir)
     test_all = load_arc_jsonl(arc / "ARC-Easy-Test.jsonl", limit=cfg.n_eval + cfg.n_cal)
     eval_docs, cal_docs = test_all[: cfg.n_eval], test_all[cfg.n_eval :]
-    train_docs = load_arc_jsonl(arc / "ARC-Easy-Train.jsonl", limit=cfg.n_train)
-    if {d.question for d in train_docs} & {d.question for d in test_all}:
+    stage1_docs = load_arc_jsonl(arc / "ARC-Easy-Train.jsonl", limit=cfg.n_train) if cfg.stage1_steps else []
+    train_docs = load_arc_jsonl(arc / "ARC-Easy-Train.jsonl", limit=cfg.n_train, offset=len(stage1_docs))
+    if {d.question for d in train_docs + stage1_docs} & {d.question for d in test_all}:
         raise ValueError("ARC-Easy train and test docs overlap")
 
     path = resolve_model(cfg.model)
     tok = AutoTokenizer.from_pretrained(path)
+    stage1_dir = folder / "stage1_model"
+    if cfg.stage1_steps and not (stage1_dir / "config.json").exists():
+        torch.manual_seed(cfg.seed)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        t = time.time()
+        hist = finetune_lm(model, tok, stage1_docs, alpha=None, output_dir=folder / "trainer_tmp", max_steps=cfg.stage1_steps,
+                           batch_size=cfg.batch_size, lr=cfg.lr, normalize=cfg.normalize, seed=cfg.seed, progress=progress)
+        model.save_pretrained(stage1_dir.with_suffix(".tmp"))
+        (stage1_dir.with_suffix(".tmp") / "stage1.json").write_text(json.dumps(
+            {"steps": cfg.stage1_steps, "docs": f"ARC-Easy train[:{cfg.n_train}]", "seconds": round(time.time() - t, 1),
+             "loss_first": hist[0]["loss"], "loss_last": hist[-1]["loss"]}, indent=1))
+        os.replace(stage1_dir.with_suffix(".tmp"), stage1_dir)
+        del model
+    start = stage1_dir if cfg.stage1_steps else path
+    base_note = f"{cfg.model} after Stage 1 ({cfg.stage1_steps} CE steps on train[:{cfg.n_train}])" if cfg.stage1_steps else f"shipped {cfg.model}"
+    span = f"train[{len(stage1_docs)}:{len(stage1_docs) + len(train_docs)}]"
 
     def load():
         torch.manual_seed(cfg.seed)
-        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        return AutoModelForCausalLM.from_pretrained(start, dtype=torch.float32)
 
     def rec_dir(name: str) -> Path:
         return folder / "records" / name
@@ -295,9 +319,9 @@ def run_arc_sweep(out: str | Path, cfg: ArcSweepConfig = ArcSweepConfig(), progr
         run.save(rec_dir(name))
         (rec_dir(name) / "meta.json").write_text(json.dumps(meta, indent=1))
 
-    if not done("untuned") or not done("untuned_cal"):
+    if not done("untuned") or (cal_docs and not done("untuned_cal")):
         base = load()
-        save_run("untuned", base, eval_docs, {"note": f"shipped {cfg.model}, no fine-tuning"})
+        save_run("untuned", base, eval_docs, {"note": f"{base_note}, no GATEKEEPER fine-tuning"})
         if cal_docs:
             save_run("untuned_cal", base, cal_docs, {"note": "calibration docs for post-hoc TS + CC"})
         del base
@@ -310,7 +334,7 @@ def run_arc_sweep(out: str | Path, cfg: ArcSweepConfig = ArcSweepConfig(), progr
         hist = finetune_lm(model, tok, train_docs, alpha=alpha, output_dir=folder / "trainer_tmp", max_steps=cfg.max_steps,
                            batch_size=cfg.batch_size, lr=cfg.lr, normalize=cfg.normalize, seed=cfg.seed, progress=progress)
         meta = {"alpha": alpha, "seconds": round(time.time() - t, 1), "loss_first": hist[0]["loss"], "loss_last": hist[-1]["loss"],
-                "note": f"{cfg.max_steps} steps x {cfg.batch_size} on ARC-Easy train[:{cfg.n_train}], lr {cfg.lr:g}"}
+                "note": f"{cfg.max_steps} steps x {cfg.batch_size} on ARC-Easy {span}, lr {cfg.lr:g}; from the {base_note}"}
         if "frac_correct_tokens" in hist[0]:
             meta["frac_correct_tokens_first_last"] = [hist[0]["frac_correct_tokens"], hist[-1]["frac_correct_tokens"]]
         save_run(name, model, eval_docs, meta)
