@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 
@@ -294,3 +295,6 @@ def test_arc_sweep_stage1_protocol_and_resume(smollm, shared_data, tmp_path):
     run_arc_sweep(tmp_path, cfg, progress=False)
     assert {p: p.stat().st_mtime for p in folder.glob("records/*/records.jsonl")} == mtimes
     assert (folder / "stage1_model" / "config.json").stat().st_mtime == stage1_mtime
+    # a Stage-1 model trained with other settings is never reused silently
+    with pytest.raises(ValueError, match="stage1_model was trained with"):
+        run_arc_sweep(tmp_path, dataclasses.replace(cfg, stage1_steps=2), progress=False)

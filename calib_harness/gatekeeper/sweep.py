@@ -29,6 +29,7 @@ import copy
 import glob
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -288,17 +289,23 @@ def run_arc_sweep(out: str | Path, cfg: ArcSweepConfig = ArcSweepConfig(), progr
     path = resolve_model(cfg.model)
     tok = AutoTokenizer.from_pretrained(path)
     stage1_dir = folder / "stage1_model"
-    if cfg.stage1_steps and not (stage1_dir / "config.json").exists():
+    stage1_spec = {"steps": cfg.stage1_steps, "docs": f"ARC-Easy train[:{cfg.n_train}]", "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed}
+    if cfg.stage1_steps and (stage1_dir / "stage1.json").exists() and not force:
+        saved = json.loads((stage1_dir / "stage1.json").read_text())
+        if {k: saved.get(k) for k in stage1_spec} != stage1_spec:
+            raise ValueError(f"{stage1_dir} was trained with {saved}, not {stage1_spec}: use another --out or --force")
+    if cfg.stage1_steps and (force or not (stage1_dir / "config.json").exists()):
         torch.manual_seed(cfg.seed)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
         t = time.time()
         hist = finetune_lm(model, tok, stage1_docs, alpha=None, output_dir=folder / "trainer_tmp", max_steps=cfg.stage1_steps,
                            batch_size=cfg.batch_size, lr=cfg.lr, normalize=cfg.normalize, seed=cfg.seed, progress=progress)
-        model.save_pretrained(stage1_dir.with_suffix(".tmp"))
-        (stage1_dir.with_suffix(".tmp") / "stage1.json").write_text(json.dumps(
-            {"steps": cfg.stage1_steps, "docs": f"ARC-Easy train[:{cfg.n_train}]", "seconds": round(time.time() - t, 1),
-             "loss_first": hist[0]["loss"], "loss_last": hist[-1]["loss"]}, indent=1))
-        os.replace(stage1_dir.with_suffix(".tmp"), stage1_dir)
+        tmp = stage1_dir.with_suffix(".tmp")
+        model.save_pretrained(tmp)
+        (tmp / "stage1.json").write_text(json.dumps(
+            {**stage1_spec, "seconds": round(time.time() - t, 1), "loss_first": hist[0]["loss"], "loss_last": hist[-1]["loss"]}, indent=1))
+        shutil.rmtree(stage1_dir, ignore_errors=True)
+        os.replace(tmp, stage1_dir)
         del model
     start = stage1_dir if cfg.stage1_steps else path
     base_note = f"{cfg.model} after Stage 1 ({cfg.stage1_steps} CE steps on train[:{cfg.n_train}])" if cfg.stage1_steps else f"shipped {cfg.model}"
