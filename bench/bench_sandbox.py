@@ -165,7 +165,7 @@ def bigcodebench(args) -> None:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     # a subset run (--bcb-tasks / --bcb-limit) never overwrites the full run's file
-    name = "bigcodebench_reference.json" if len(docs) == 1140 else "bigcodebench_reference_subset.json"
+    name = "bigcodebench_reference_subset.json" if args.bcb_tasks or args.bcb_limit else "bigcodebench_reference.json"
     (RESULTS / name).write_text(json.dumps(out, indent=2))
     print(f"\nBigCodeBench reference solutions: {n_pass}/{len(docs)} pass = {n_pass / len(docs):.1%} (target 98%), {wall:.0f} s")
     print("| cause | tasks |\n|---|---:|")
