@@ -31,13 +31,13 @@ REDUX_SUBJECTS=${REDUX_SUBJECTS:-"college_biology conceptual_physics high_school
 if [ "${MMLU:-0}" = 1 ]; then
   SAMPLES=runs/mmlu_redux_samples_v2.json
   python - "$DATA" "$SAMPLES" $REDUX_SUBJECTS <<'PY'
+# the questions the cleaning reference covers, as lm-eval --samples {task: [doc ids]}
 import json, sys
-data, out_path, subjects = sys.argv[1], sys.argv[2], set(sys.argv[3:])
+from calib_harness.cleaning.reference import mmlu_redux_reference
+data, out_path, subjects = sys.argv[1], sys.argv[2], sys.argv[3:]
 out = {}
-for line in open(f"{data}/mmlu_redux/mmlu_redux_normalized.jsonl"):
-    r = json.loads(line)
-    if r["subject"] in subjects and r.get("mmlu_test_index") is not None:
-        out.setdefault("calib_mmlu_" + r["subject"], set()).add(int(r["mmlu_test_index"]))
+for task, doc_id in mmlu_redux_reference(data, subjects).entries:
+    out.setdefault(task, []).append(int(doc_id))
 json.dump({k: sorted(v) for k, v in sorted(out.items())}, open(out_path, "w"))
 print(f"{out_path}: {sum(map(len, out.values()))} questions in {len(out)} subjects")
 PY
