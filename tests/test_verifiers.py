@@ -201,12 +201,44 @@ def test_numeric_agrees_with_lm_eval_filters(gsm8k_test, yaml_name, filter_name,
     assert disagree == 0
 
 
-def test_numeric_scores_every_real_gold_answer_correct_and_a_wrong_one_wrong(gsm8k_test):
+@pytest.mark.parametrize("split,n_docs", [("test", 1319), ("train", 7473)])
+def test_numeric_is_exact_on_every_gsm8k_answer(shared_data, split, n_docs):
+    """Every GSM8K gold (test and train): the gold itself scores right, gold+1 and gold-1 score wrong, in
+    each form an answer arrives in (lm-eval's ``####``, CoT's "The answer is", a bare last number)."""
+    docs = [json.loads(x) for x in (shared_data / f"gsm8k/{split}.jsonl").read_text().splitlines()]
+    assert len(docs) == n_docs
     v = get_verifier("numeric")
-    assert all(v.verify(d, d["answer"]).score == 1.0 for d in gsm8k_test)
-    d = gsm8k_test[0]
-    gold = parse_number(v.gold_text(d))
-    assert v.verify(d, f"so the answer is {gold + 1}").score == 0.0
+    wrong = []
+    for d in docs:
+        gold = parse_number(v.gold_text(d))
+        assert gold is not None and gold.denominator == 1
+        if v.verify(d, d["answer"]).score != 1.0:
+            wrong.append((d["answer"][-30:], "gold"))
+        for off in (1, -1):
+            bad = int(gold) + off
+            for text in (f"#### {bad}", f"The answer is {bad}.", f"so she pays {bad:,} in all"):
+                if v.verify(d, text).score != 0.0:
+                    wrong.append((v.gold_text(d), text))
+    assert wrong == []
+
+
+def test_numeric_large_off_by_one_is_wrong():
+    v = get_verifier("numeric")
+    assert v.verify({"answer": "... #### 1,450,000"}, "The answer is 1450001.").score == 0.0
+    assert v.verify({"answer": "... #### 1,450,000"}, "The answer is 1,450,000.").score == 1.0
+    # exact decimals compare exactly too
+    assert v.verify({"answer": "0.3"}, "0.30000001").score == 0.0
+    assert v.verify({"answer": "0.3"}, "$0.30").score == 1.0
+
+
+def test_numeric_tolerance_only_for_inexact_gold():
+    v = get_verifier("numeric", rel_tol=1e-3)
+    assert v.verify({"answer": 3.14159}, "about 3.1416").score == 1.0  # float gold: tolerance
+    assert v.verify({"answer": "~3.14159"}, "3.1416").score == 1.0  # marked approximate
+    assert v.verify({"answer": "6.02e23"}, "602,100,000,000,000,000,000,000").score == 1.0
+    r = v.verify({"answer": "3.14159"}, "3.1416")  # written-out decimal: exact
+    assert r.score == 0.0 and r.details["exact"] is True
+    assert v.verify({"answer": 3}, "3.0").score == 1.0 and v.verify({"answer": 3}, "3.001").score == 0.0
 
 
 @pytest.mark.parametrize(

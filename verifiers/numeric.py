@@ -7,8 +7,13 @@ Extraction order (first that matches wins):
   4. the last number in the text (lm-eval ``flexible-extract``, which takes the last regex hit).
 
 Numbers are normalised: commas, ``$``/currency signs and a trailing ``.`` are dropped; ``-`` is kept;
-``12.0`` equals ``12``; simple fractions ``3/4`` and ``-1 1/2`` are read as values.  Comparison is by value
-(relative tolerance ``rel_tol``, default 1e-6).
+``12.0`` equals ``12``; simple fractions ``3/4`` and ``-1 1/2`` are read as values.
+
+Comparison is by value and **exact** whenever the gold answer is exact: integers, decimals written out
+(``0.75``), fractions and mixed numbers are held as :class:`fractions.Fraction`, so gold ``1,450,000`` scores
+``1450001`` wrong (lm-eval's exact match agrees).  A tolerance (``rel_tol``/``abs_tol``) applies only where the
+gold itself is not exact: a binary float in the doc (``{"answer": 0.1}``), scientific notation (``1.2e-5``) or
+a gold marked approximate (``~3.14``, ``≈ 3.14``).
 """
 
 from __future__ import annotations
@@ -78,12 +83,41 @@ def format_number(v: Fraction) -> str:
     return repr(round(f, 10)).rstrip("0").rstrip(".") if math.isfinite(f) else str(v)
 
 
+_SCI_RE = re.compile(r"^\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+))[eE]([-+]?\d+)\s*$")
+_APPROX_RE = re.compile(r"^\s*(?:~|≈|\\approx|approx\.?|approximately)\s*", re.IGNORECASE)
+
+
+def parse_gold(gold: object) -> tuple[Fraction | None, bool]:
+    """``(value, exact)`` of a gold answer.
+
+    Exact: ``int`` and every string :func:`parse_number` reads (integers, written-out decimals, fractions).
+    Not exact: a ``float`` (a binary approximation), scientific notation, or a string marked approximate.
+    """
+    if isinstance(gold, bool):
+        return None, True
+    if isinstance(gold, int):
+        return Fraction(gold), True
+    if isinstance(gold, float):
+        return (Fraction(gold), False) if math.isfinite(gold) else (None, False)
+    s = str(gold)
+    m = _APPROX_RE.match(s)
+    if m:
+        return parse_gold(s[m.end():])[0], False
+    m = _SCI_RE.match(normalize_number_text(s))
+    if m:
+        return Fraction(m.group(1)) * Fraction(10) ** int(m.group(2)), False
+    return parse_number(s), True
+
+
 class NumericVerifier(Verifier):
+    """Final-number verifier; exact for exact golds, ``rel_tol``/``abs_tol`` only for inexact ones."""
+
     name = "numeric"
 
     def __init__(self, gold_key: str | None = None, rel_tol: float = 1e-6, abs_tol: float = 1e-9):
         """gold_key: doc field with the gold answer (default: ``answer`` -- the text after ``####`` is used when
-        present, as in GSM8K -- then ``target``, ``gold``)."""
+        present, as in GSM8K -- then ``target``, ``gold``).  ``rel_tol``/``abs_tol`` apply only to a gold that
+        is not exact (see :func:`parse_gold`)."""
         if rel_tol < 0 or abs_tol < 0:
             raise VerifierError("numeric: tolerances must be >= 0")
         self.gold_key = gold_key
@@ -114,25 +148,42 @@ class NumericVerifier(Verifier):
             return ms[-1].strip(), "last"
         return None, "none"
 
-    def gold_text(self, doc: dict) -> str:
+    def gold_value(self, doc: dict) -> object:
+        """The raw gold: the doc field's value (a ``float`` stays a float), or the text after ``####``."""
         keys = (self.gold_key,) if self.gold_key else ("answer", "target", "gold")
         for k in keys:
             if k in doc and doc[k] is not None:
-                g = str(doc[k])
+                g = doc[k]
+                if isinstance(g, (int, float)) and not isinstance(g, bool):
+                    return g
+                g = str(g)
                 if "####" in g:
                     g = g.split("####")[-1]
                 return g.strip()
         raise VerifierError(f"numeric: doc has none of the gold fields {keys}; fields: {sorted(doc)}")
 
+    def gold_text(self, doc: dict) -> str:
+        return str(self.gold_value(doc))
+
     def verify(self, doc: dict, output: str) -> VerifierResult:
-        gold_s = self.gold_text(doc)
-        gold = parse_number(gold_s)
+        raw = self.gold_value(doc)
+        gold, exact = parse_gold(raw)
         if gold is None:
-            raise VerifierError(f"numeric: gold answer {gold_s!r} is not a number")
+            raise VerifierError(f"numeric: gold answer {str(raw)!r} is not a number")
         extracted, method = self.extract(output)
         value = parse_number(extracted)
-        ok = value is not None and math.isclose(float(value), float(gold), rel_tol=self.rel_tol, abs_tol=self.abs_tol)
-        details = {"gold": gold_s, "method": method, "value": None if value is None else format_number(value)}
+        if value is None:
+            ok = False
+        elif exact:
+            ok = value == gold
+        else:
+            ok = math.isclose(float(value), float(gold), rel_tol=self.rel_tol, abs_tol=self.abs_tol)
+        details = {
+            "gold": str(raw),
+            "method": method,
+            "value": None if value is None else format_number(value),
+            "exact": exact,
+        }
         return VerifierResult(1.0 if ok else 0.0, extracted, details)
 
 
