@@ -99,6 +99,69 @@ class SampleRecord:
                 f"{len(self.option_labels or ())} option labels"
             )
 
+    # -- construction -----------------------------------------------------------------
+    @classmethod
+    def from_option_scores(
+        cls,
+        option_scores: Sequence[float] | np.ndarray,
+        option_labels: Sequence[Any],
+        gold: int | str | None,
+        *,
+        task: str,
+        doc_id: str | int,
+        model: str,
+        option_token_mode: str,
+        features: dict[str, float] | None = None,
+        prompt: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> "SampleRecord":
+        """THE way to build a record from option scores (multiple choice, vision, GATEKEEPER, references).
+
+        ``option_scores`` are log-likelihoods or logits; ``prediction`` is their argmax (the first index on
+        ties, as lm-eval's ``acc``); ``confidence`` is the softmax probability of the prediction; ``score`` is
+        1 when the prediction is the ``gold`` option (an index or a label; ``None``: no gold, score 0).
+        ``features`` gets the option distribution's ``margin`` (top-1 minus top-2 probability) and
+        ``entropy``; ``features`` passed in (e.g. ``mean_entropy``) are kept and win.
+
+        >>> r = SampleRecord.from_option_scores([-1.0, -3.0, -2.0], ["A", "B", "C"], "A",
+        ...                                     task="t", doc_id=0, model="m", option_token_mode="sequence")
+        >>> r.prediction, round(r.confidence, 4), r.score, sorted(r.features)
+        ('A', 0.6652, 1.0, ['entropy', 'margin'])
+        """
+        scores = np.asarray(option_scores, dtype=np.float64)
+        labels = tuple(str(x) for x in option_labels)
+        if scores.ndim != 1 or scores.size == 0 or scores.size != len(labels):
+            raise RecordError(f"{task}/{doc_id}: {scores.size} option scores for {len(labels)} option labels")
+        if isinstance(gold, (int, np.integer)) and not isinstance(gold, bool):
+            if not 0 <= int(gold) < len(labels):
+                raise RecordError(f"{task}/{doc_id}: gold index {gold} outside {len(labels)} options")
+            gold_label: str | None = labels[int(gold)]
+        else:
+            gold_label = None if gold is None else str(gold)
+        probs = softmax(scores)
+        pred = int(np.argmax(scores))
+        top2 = np.sort(probs)[-2:] if probs.size > 1 else np.array([0.0, probs[0]])
+        feats = {
+            "margin": float(top2[-1] - top2[0]),
+            "entropy": float(-np.sum(probs * np.log(np.clip(probs, 1e-300, None)))),
+        }
+        feats.update({k: float(v) for k, v in (features or {}).items()})
+        return cls(
+            task=task,
+            doc_id=str(doc_id),
+            model=model,
+            prediction=labels[pred],
+            confidence=float(min(1.0, probs[pred])),
+            score=float(gold_label is not None and labels[pred] == gold_label),
+            gold=gold_label,
+            option_labels=labels,
+            option_scores=tuple(float(x) for x in scores),
+            option_token_mode=option_token_mode,
+            features=feats,
+            prompt=prompt,
+            extra=dict(extra or {}),
+        )
+
     # -- identity ---------------------------------------------------------------------
     @property
     def key(self) -> tuple[str, str]:

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
+import logging
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+logger = logging.getLogger("make_record_fixtures")
 
 DEFAULTS = [
     # (split file stem, task name, n questions, output file)
@@ -36,15 +37,16 @@ DEFAULTS = [
 
 
 def _data_root() -> Path:
-    env = os.environ.get("CALIB_HARNESS_SHARED_DATA")
-    return (Path(env) if env else REPO.parent / "shared" / "data") / "arc"
+    from calib_harness.paths import shared_data_dir
+
+    return shared_data_dir() / "arc"
 
 
 def score_split(model, tok, split: str, task: str, n: int, model_name: str):
     import numpy as np
     import torch
 
-    from calib_harness.records import SampleRecord, softmax
+    from calib_harness.records import SampleRecord
 
     rows = [json.loads(line) for line in (_data_root() / f"{split}.jsonl").open()][:n]
     records = []
@@ -76,31 +78,18 @@ def score_split(model, tok, split: str, task: str, n: int, model_name: str):
                     "n_tokens": float(len(cont)),
                 }
             )
-        p = softmax(np.array(scores))
-        k = int(np.argmax(p))
-        top2 = np.sort(p)[::-1]
-        f = dict(feats[k])
-        f["margin"] = float(top2[0] - (top2[1] if len(top2) > 1 else 0.0))
-        f["entropy"] = float(-np.sum(p * np.log(np.clip(p, 1e-300, None))))
+        # rounded as stored, so that confidence and score follow from the stored option scores
+        scores = [round(v, 6) for v in scores]
+        k = int(np.argmax(scores))
         records.append(
-            SampleRecord(
-                task=task,
-                doc_id=str(i),
-                model=model_name,
-                prediction=labels[k],
-                confidence=float(p[k]),
-                score=float(labels[k] == row["answerKey"]),
-                gold=row["answerKey"],
-                option_labels=tuple(labels),
-                option_scores=tuple(round(s, 6) for s in scores),
-                option_token_mode="sequence",
-                features={key: round(v, 6) for key, v in f.items()},
-                prompt=q,
-                extra={"arc_id": row["id"]},
+            SampleRecord.from_option_scores(
+                scores, labels, row["answerKey"], task=task, doc_id=i, model=model_name,
+                option_token_mode="sequence", features={key: round(v, 6) for key, v in feats[k].items()},
+                prompt=q, extra={"arc_id": row["id"]},
             )
         )
         if (i + 1) % 50 == 0:
-            print(f"  {task}: {i + 1}/{len(rows)}", flush=True)
+            logger.info("%s: %d/%d", task, i + 1, len(rows))
     return records
 
 
@@ -113,6 +102,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

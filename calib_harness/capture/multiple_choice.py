@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from calib_harness.capture.payload import PAYLOAD_METRIC
-from calib_harness.records import softmax
+from calib_harness.records import SampleRecord
 
 SINGLE_TOKEN = "single_token"
 SEQUENCE = "sequence"
@@ -43,32 +43,17 @@ def mc_results(
     if not 0 <= gold_index < len(option_labels):
         raise ValueError(f"gold index {gold_index} outside {len(option_labels)} options")
     lls = np.array([float(r[0]) for r in results], dtype=np.float64)
-    probs = softmax(lls)
-    pred = int(np.argmax(lls))
-    correct = float(pred == gold_index)
-    conf = float(probs[pred])
+    # task / doc_id / model are not known inside process_results: the loader fills them in
+    rec = SampleRecord.from_option_scores(
+        lls, option_labels, gold_index, task="", doc_id="", model="", option_token_mode=option_token_mode, prompt=question
+    )
+    correct, conf = rec.score, rec.confidence
     out: dict[str, Any] = {"acc": correct}
     if option_texts is not None:
         lengths = np.array([float(len(t)) for t in option_texts])
         out["acc_norm"] = float(int(np.argmax(lls / lengths)) == gold_index)
     out["confidence"] = conf
     out["brier"] = (conf - correct) ** 2
-    top2 = np.sort(probs)[-2:] if probs.size > 1 else np.array([0.0, probs[0]])
-    features = {
-        "margin": float(top2[-1] - top2[0]),
-        "entropy": float(-np.sum(probs * np.log(np.clip(probs, 1e-300, None)))),
-    }
-    out[PAYLOAD_METRIC] = {
-        "kind": "multiple_choice",
-        "prediction": str(option_labels[pred]),
-        "gold": str(option_labels[gold_index]),
-        "confidence": conf,
-        "score": correct,
-        "option_labels": [str(x) for x in option_labels],
-        "option_scores": lls.tolist(),
-        "option_probs": probs.tolist(),
-        "option_token_mode": option_token_mode,
-        "features": features,
-        "prompt": question,
-    }
+    payload = {k: v for k, v in rec.to_dict().items() if k not in ("task", "doc_id", "model", "extra")}
+    out[PAYLOAD_METRIC] = {"kind": "multiple_choice", **payload, "option_probs": rec.option_probs.tolist()}
     return out

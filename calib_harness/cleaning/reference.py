@@ -194,25 +194,12 @@ def records_from_probs(
     k = p.shape[1]
     names = tuple(class_names or [str(i) for i in range(k)])
     logp = np.log(np.clip(p, 1e-12, None))
-    recs = []
-    for i in range(p.shape[0]):
-        pi = p[i] / p[i].sum()
-        pred = int(pi.argmax())
-        g = int(labels[i])
-        recs.append(
-            SampleRecord(
-                task=task,
-                doc_id=str(i),
-                model=model,
-                prediction=names[pred],
-                confidence=float(min(1.0, pi[pred])),
-                score=float(pred == g),
-                gold=names[g],
-                option_labels=names,
-                option_scores=tuple(float(x) for x in logp[i]),
-                option_token_mode="logits",
-            )
+    recs = [
+        SampleRecord.from_option_scores(
+            logp[i], names, int(labels[i]), task=task, doc_id=i, model=model, option_token_mode="logits"
         )
+        for i in range(p.shape[0])
+    ]
     return Run(model, recs)
 
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from calib_harness.records import Run, SampleRecord, softmax
+from calib_harness.records import Run, SampleRecord
 
 TASK = "calib_arc_easy"
 IGNORE = -100
@@ -121,25 +121,15 @@ def score_options(model, tokenizer, docs: list[ArcDoc], batch_size: int = 16, pr
 
 
 def records_from_scores(model_name: str, docs: list[ArcDoc], scores: list[dict]) -> Run:
-    """Harness records (multiple choice, sequence mode) plus ``mean_entropy`` of the predicted option."""
+    """Harness records (multiple choice, sequence mode; margin and entropy of the option distribution) plus
+    ``mean_entropy``: the mean next-token entropy over the predicted option's tokens (g_NENT's input)."""
     recs = []
     for d, s in zip(docs, scores):
-        p = softmax(np.asarray(s["loglik"]))
-        k = int(np.argmax(p))
+        k = int(np.argmax(np.asarray(s["loglik"], dtype=np.float64)))
         recs.append(
-            SampleRecord(
-                task=TASK,
-                doc_id=d.doc_id,
-                model=model_name,
-                prediction=d.labels[k],
-                confidence=float(min(1.0, p[k])),
-                score=float(k == d.gold),
-                gold=d.labels[d.gold],
-                option_labels=d.labels,
-                option_scores=tuple(float(x) for x in s["loglik"]),
-                option_token_mode="sequence",
-                features={"mean_entropy": float(s["entropy"][k]), "margin": float(np.sort(p)[-1] - (np.sort(p)[-2] if len(p) > 1 else 0.0))},
-                prompt=d.context,
+            SampleRecord.from_option_scores(
+                s["loglik"], d.labels, d.gold, task=TASK, doc_id=d.doc_id, model=model_name,
+                option_token_mode="sequence", features={"mean_entropy": float(s["entropy"][k])}, prompt=d.context,
             )
         )
     return Run(model_name, recs)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from calib_harness.records import RECORDS_FILENAME, Run, SampleRecord, load_records_jsonl, softmax
+from calib_harness.records import RECORDS_FILENAME, Run, SampleRecord, load_records_jsonl
 from calib_harness.vision.datasets import ImageDataset
 
 PARTIAL_FILENAME = "records.partial.jsonl"
@@ -64,27 +64,9 @@ class AdapterConfig:
 
 def make_record(task: str, doc_id: str, model: str, logits: np.ndarray, classes: list[str], label: int | None,
                 extra: dict[str, Any] | None = None) -> SampleRecord:
-    """One vision record from a logits vector."""
-    logits = np.asarray(logits, dtype=np.float64)
-    probs = softmax(logits)
-    k = int(np.argmax(probs))
-    top2 = np.sort(probs)[-2:] if len(probs) > 1 else np.array([0.0, probs[0]])
-    nz = probs[probs > 0]
-    prediction = classes[k]
-    gold = classes[label] if label is not None else None
-    return SampleRecord(
-        task=task,
-        doc_id=doc_id,
-        model=model,
-        prediction=prediction,
-        confidence=float(min(1.0, probs[k])),
-        score=0.0 if gold is None else float(prediction == gold),
-        gold=gold,
-        option_labels=tuple(classes),
-        option_scores=tuple(float(v) for v in logits),
-        option_token_mode="logits",
-        features={"margin": float(top2[-1] - top2[-2]), "entropy": float(-(nz * np.log(nz)).sum())},
-        extra=dict(extra or {}),
+    """One vision record from a logits vector (:meth:`SampleRecord.from_option_scores`, ``logits`` mode)."""
+    return SampleRecord.from_option_scores(
+        logits, classes, label, task=task, doc_id=doc_id, model=model, option_token_mode="logits", extra=extra
     )
 
 
