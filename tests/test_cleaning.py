@@ -212,9 +212,12 @@ def test_panel_temperature_keeps_argmax_and_rejects_bad_input():
         build_panel([a, Run("expert_b", b.records[:-1])])
     with pytest.raises(ValueError):
         build_panel([a, a])
+    # records with a confidence and no option scores build a panel without class probabilities
     gen = Run("gen", [SampleRecord("t", str(i), "gen", "x", 0.5, 1.0, gold="x") for i in range(40)])
-    with pytest.raises(RecordError, match="option scores"):
-        build_panel([gen])
+    gen_panel = build_panel([gen], n_bins=2)
+    assert gen_panel.probs is None and not gen_panel.has_option_scores
+    with pytest.raises(ValueError, match="too few for 25 bins.*--bins 20 or fewer"):
+        build_panel([gen], n_bins=25)
 
 
 def test_run_methods_on_records_flags_the_flipped_labels_first():

@@ -2,6 +2,9 @@
 
 Modules (one job each):
 
+* :mod:`.base`: the :class:`CleaningMethod` protocol, :class:`MethodResult` (cleanlab-shaped: mask,
+  ranked indices, a DataFrame) and the registry (``@register_cleaning_method``,
+  :func:`get_cleaning_method`, :func:`list_cleaning_methods`);
 * :mod:`.methods`: methods 1-3 of Algorithm 2 on arrays (top-1 disagreement, high-confidence
   disagreement over top-K accuracy bins, class thresholds);
 * :mod:`.confident_learning`: ``cleanlab.filter.find_label_issues`` on the same probabilities;
@@ -20,8 +23,26 @@ Typical use::
     rows = evaluate.evaluate(outcome, reference.mmlu_redux_reference(data_dir))
 """
 
+from calib_harness.cleaning.base import (
+    CleaningMethod,
+    MethodResult,
+    get_cleaning_method,
+    list_cleaning_methods,
+    register_cleaning_method,
+)
 from calib_harness.cleaning.evaluate import EvalRow
 from calib_harness.cleaning.experts import ExpertPanel, build_panel
-from calib_harness.cleaning.pipeline import CleaningOutcome, MethodResult, run_methods
+from calib_harness.cleaning.pipeline import CleaningOutcome, run_methods
 
-__all__ = ["build_panel", "ExpertPanel", "run_methods", "CleaningOutcome", "MethodResult", "EvalRow"]
+__all__ = [
+    "build_panel",
+    "ExpertPanel",
+    "run_methods",
+    "CleaningOutcome",
+    "MethodResult",
+    "EvalRow",
+    "CleaningMethod",
+    "register_cleaning_method",
+    "get_cleaning_method",
+    "list_cleaning_methods",
+]

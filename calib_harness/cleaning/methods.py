@@ -25,10 +25,15 @@ flags), or ``"mean"`` (the rule applied once to the experts' averaged probabilit
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from calib_harness.metrics import equal_count_bins
+from calib_harness.binning import EqualCountBinner
+from calib_harness.cleaning.base import CleaningMethod, MethodResult, register_cleaning_method
+
+if TYPE_CHECKING:  # pragma: no cover
+    from calib_harness.cleaning.experts import ExpertPanel
 
 COMBINE_MODES = ("all", "any", "mean")
 
@@ -62,12 +67,15 @@ def top1_disagreement(pred, given, require_agreement: bool = False) -> np.ndarra
 class BinTable:
     """Equal-count bins of one expert's calibrated confidence on the calibration half.
 
-    ``upper`` holds each bin's largest confidence (bins in increasing confidence);
-    ``rank[b]`` is bin ``b``'s rank by accuracy (0 = most accurate; ties broken by the higher
-    mean confidence).  A new confidence goes to the first bin whose upper edge is >= it
-    (above the last edge: the last bin).
+    The bins are :class:`calib_harness.binning.EqualCountBinner`'s (tie-aware: equal
+    confidences never straddle a boundary, so a third of the confidences at exactly 1.0 make
+    one bin, and ``n_bins`` may be smaller than asked).  ``rank[b]`` is bin ``b``'s rank by
+    calibration-half accuracy (0 = most accurate; ties broken by the higher mean
+    confidence).  New confidences are assigned by the binner's boundary rule (outside the
+    fitted range: the first / last bin).
     """
 
+    binner: EqualCountBinner
     upper: np.ndarray
     lower: np.ndarray
     accuracy: np.ndarray
@@ -85,8 +93,9 @@ class BinTable:
         y = np.asarray(correct, dtype=np.float64).ravel()
         if c.shape != y.shape or c.size == 0:
             raise ValueError("confidence and correct must be non-empty and of one length")
-        b = equal_count_bins(c, n_bins)
-        nb = int(b.max()) + 1
+        binner = EqualCountBinner(n_bins).fit(c)
+        b = binner.labels_
+        nb = binner.n_bins_
         count = np.bincount(b, minlength=nb)
         acc = np.bincount(b, weights=y, minlength=nb) / count
         mc = np.bincount(b, weights=c, minlength=nb) / count
@@ -95,11 +104,10 @@ class BinTable:
         order = np.lexsort((-mc, -acc))  # primary: accuracy descending, then confidence
         rank = np.empty(nb, dtype=np.int64)
         rank[order] = np.arange(nb)
-        return cls(upper, lower, acc, mc, count, rank)
+        return cls(binner, upper, lower, acc, mc, count, rank)
 
     def assign(self, confidence) -> np.ndarray:
-        c = np.asarray(confidence, dtype=np.float64).ravel()
-        return np.minimum(np.searchsorted(self.upper, c, side="left"), self.n_bins - 1)
+        return self.binner.transform(np.asarray(confidence, dtype=np.float64).ravel())
 
     def ranks_of(self, confidence) -> np.ndarray:
         return self.rank[self.assign(confidence)]
@@ -180,3 +188,76 @@ def class_threshold(probs, given, combine: str = "all") -> tuple[np.ndarray, np.
     flags = np.stack([f for f, _ in out])
     ys = np.stack([y for _, y in out])
     return (flags.all(axis=0) if combine == "all" else flags.any(axis=0)), ys
+
+
+# -- registered methods -----------------------------------------------------------------------
+
+
+def _agreement_variants(require_agreement: bool | None) -> list[bool]:
+    return [False, True] if require_agreement is None else [bool(require_agreement)]
+
+
+@register_cleaning_method("top1")
+class Top1Disagreement(CleaningMethod):
+    """Method 1 (``M1 top-1``; ``M1 top-1 +agree`` when the experts must also agree).
+
+    ``require_agreement=None`` returns both variants."""
+
+    summary = "method 1: every expert's top-1 answer differs from the given label"
+
+    def __init__(self, require_agreement: bool | None = None):
+        self.require_agreement = require_agreement
+
+    def find_label_issues(self, panel: "ExpertPanel") -> list[MethodResult]:
+        return [
+            self.result("M1 top-1" + (" +agree" if a else ""), top1_disagreement(panel.pred, panel.given, a), panel,
+                        {"require_agreement": a})
+            for a in _agreement_variants(self.require_agreement)
+        ]
+
+
+@register_cleaning_method("high-confidence")
+class HighConfidenceDisagreement(CleaningMethod):
+    """Method 2 at each K (``M2 K=<k>``, ``M2 +agree K=<k>``); ``ks=None`` sweeps 1 .. bins."""
+
+    summary = "method 2: method 1, and every expert's confidence lies in its top-K bins by calibration-half accuracy"
+
+    def __init__(self, ks: Sequence[int] | None = None, require_agreement: bool | None = None):
+        self.ks = list(ks) if ks else None
+        self.require_agreement = require_agreement
+
+    def find_label_issues(self, panel: "ExpertPanel") -> list[MethodResult]:
+        ks = self.ks or list(range(1, panel.n_bins + 1))
+        if any(int(k) < 1 or int(k) > panel.n_bins for k in ks):
+            raise ValueError(f"K must lie in 1..{panel.n_bins} (the number of bins, --bins), got {ks}")
+        out = []
+        for a in _agreement_variants(self.require_agreement):
+            mk = min_k(panel.pred, panel.given, panel.ranks, a)
+            for k in ks:
+                out.append(
+                    self.result(f"M2{' +agree' if a else ''} K={k}", mk <= k, panel,
+                                {"K": int(k), "n_bins": panel.n_bins, "require_agreement": a})
+                )
+        return out
+
+
+@register_cleaning_method("class-threshold")
+class ClassThreshold(CleaningMethod):
+    """Method 3 (``M3 class-threshold (<combine>)``); needs option scores."""
+
+    needs_option_scores = True
+    summary = "method 3: per-class thresholds on the experts' calibrated class probabilities"
+
+    def __init__(self, combine: str = "all"):
+        if combine not in COMBINE_MODES:
+            raise ValueError(f"combine must be one of {COMBINE_MODES}, got {combine!r}")
+        self.combine = combine
+
+    def find_label_issues(self, panel: "ExpertPanel") -> list[MethodResult]:
+        self.check_panel(panel)
+        flags, y_star = class_threshold(panel.probs, panel.given, self.combine)
+        quality = panel.p_given().mean(axis=0)
+        return [
+            self.result(f"M3 class-threshold ({self.combine})", flags, panel, {"combine": self.combine},
+                        label_quality=quality, y_star=y_star)
+        ]

@@ -1,4 +1,4 @@
-"""Run every cleaning method on an :class:`ExpertPanel` and keep the per-sample evidence.
+"""Run cleaning methods (from the registry) on an :class:`ExpertPanel` and keep the per-sample evidence.
 
 Method names used in tables, files and plots:
 
@@ -6,34 +6,33 @@ Method names used in tables, files and plots:
 * ``M2 K=<k>`` / ``M2 +agree K=<k>``: method 2 at each K (K = 1 .. number of bins);
 * ``M3 class-threshold (<combine>)``: method 3, experts combined by ``all``/``any``/``mean``;
 * ``CL <filter_by>``: Confident Learning on the experts' mean calibrated probabilities.
+
+Records with a confidence and no option scores run the methods that need only each expert's
+prediction and confidence; :attr:`CleaningOutcome.skipped` names the others and why.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from calib_harness.cleaning.confident_learning import CLResult, confident_learning
+from calib_harness.cleaning.base import MethodResult, get_cleaning_method, list_cleaning_methods
+from calib_harness.cleaning.confident_learning import CLResult
 from calib_harness.cleaning.experts import ExpertPanel
-from calib_harness.cleaning.methods import agreed_label, class_threshold, min_k, top1_disagreement
+from calib_harness.cleaning.methods import min_k
 
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+#: The built-in methods, in report order (every registered method can be asked for by name).
 METHODS = ("top1", "high-confidence", "class-threshold", "confident-learning")
 
-
-@dataclass
-class MethodResult:
-    """One method at one setting: which samples it flags."""
-
-    name: str
-    method: str  # one of METHODS
-    flags: np.ndarray  # (n,) bool
-    params: dict = field(default_factory=dict)
-
-    @property
-    def n_flagged(self) -> int:
-        return int(self.flags.sum())
+__all__ = ["METHODS", "MethodResult", "CleaningOutcome", "run_methods", "option_score_note"]
 
 
 @dataclass
@@ -45,9 +44,20 @@ class CleaningOutcome:
     min_k: np.ndarray  # (n,) smallest K of method 2 (inf = never)
     min_k_agree: np.ndarray
     agreed: np.ndarray  # (n,) label all experts predict, -1 otherwise
-    y_star: np.ndarray  # (m', n) method 3's Y* per expert (-1 = no candidate)
-    cl: list[CLResult]
     score: np.ndarray  # (n,) ranking score: mean expert confidence in its own (disagreeing) answer
+    skipped: dict[str, str] = field(default_factory=dict)  # method -> why it did not run
+
+    @property
+    def y_star(self) -> np.ndarray:
+        """Method 3's Y* per expert (m', n), -1 = no candidate; empty when method 3 did not run."""
+        for r in self.results:
+            if "y_star" in r.evidence:
+                return r.evidence["y_star"]
+        return np.full((0, self.panel.n), -1)
+
+    @property
+    def cl(self) -> list[CLResult]:
+        return [r.evidence["cl"] for r in self.results if "cl" in r.evidence]
 
     def result(self, name: str) -> MethodResult:
         for r in self.results:
@@ -64,9 +74,38 @@ class CleaningOutcome:
     def summary_rows(self) -> list[dict]:
         n = self.panel.n
         return [
-            {"method": r.name, "n_flagged": r.n_flagged, "flag_rate": r.n_flagged / n if n else float("nan"), **r.params}
+            {"method": r.name, "filter_by": r.filter_by, "n_flagged": r.n_flagged,
+             "flag_rate": r.n_flagged / n if n else float("nan"), **r.params}
             for r in self.results
         ]
+
+    def to_frame(self, reference=None) -> "pd.DataFrame":
+        """The ranked flagged samples as a DataFrame (what ``flagged.csv`` holds)."""
+        import pandas as pd
+
+        from calib_harness.cleaning.report import flagged_rows
+
+        return pd.DataFrame(flagged_rows(self, reference))
+
+
+def option_score_note(skipped: Mapping[str, str]) -> str:
+    """The one line naming the methods that could not run for lack of option scores."""
+    if not skipped:
+        return ""
+    return (f"methods {', '.join(skipped)} need option scores (multiple-choice or vision records with per-option "
+            "log-likelihoods or logits); these records carry a prediction and a confidence only, so they were skipped")
+
+
+def _builtin_params(name: str, ks, require_agreement, combine, filter_by) -> dict[str, Any]:
+    if name == "top1":
+        return {"require_agreement": require_agreement}
+    if name == "high-confidence":
+        return {"ks": ks, "require_agreement": require_agreement}
+    if name == "class-threshold":
+        return {"combine": combine}
+    if name == "confident-learning":
+        return {"filter_by": tuple(filter_by)}
+    return {}
 
 
 def run_methods(
@@ -77,49 +116,38 @@ def run_methods(
     require_agreement: bool | None = None,
     combine: str = "all",
     filter_by: Sequence[str] = ("prune_by_noise_rate",),
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+    strict: bool = False,
 ) -> CleaningOutcome:
-    """Apply the methods; ``require_agreement=None`` reports both variants of methods 1 and 2."""
-    unknown = set(methods) - set(METHODS)
+    """Apply the registered ``methods``; ``require_agreement=None`` reports both variants of
+    methods 1 and 2.
+
+    ``params`` maps a method name to its constructor arguments (they override the keyword
+    shortcuts).  On a panel without option scores the methods that need them are skipped
+    (named in ``outcome.skipped``), unless ``strict``: then they raise.  Nothing runnable
+    at all raises too.
+    """
+    known = list_cleaning_methods()
+    unknown = [m for m in methods if m not in known]
     if unknown:
-        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
-    pred, given = panel.pred, panel.given
-    ks = list(ks) if ks else list(range(1, panel.n_bins + 1))
-    if any(k < 1 or k > panel.n_bins for k in ks):
-        raise ValueError(f"K must lie in 1..{panel.n_bins} (the number of bins), got {ks}")
-    agree_variants = [False, True] if require_agreement is None else [bool(require_agreement)]
+        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {known}")
     results: list[MethodResult] = []
-    if "top1" in methods:
-        for a in agree_variants:
-            results.append(
-                MethodResult("M1 top-1" + (" +agree" if a else ""), "top1", top1_disagreement(pred, given, a), {"require_agreement": a})
-            )
+    skipped: dict[str, str] = {}
+    for name in dict.fromkeys(methods):
+        cls = get_cleaning_method(name)
+        if cls.needs_option_scores and not panel.has_option_scores:
+            skipped[name] = "needs option scores"
+            continue
+        kwargs = {**_builtin_params(name, ks, require_agreement, combine, filter_by), **dict((params or {}).get(name, {}))}
+        results.extend(cls(**kwargs).find_label_issues(panel))
+    if skipped:
+        note = option_score_note(skipped)
+        if strict or not results:
+            raise ValueError(note.replace("were skipped", "cannot run") +
+                             f"; run {list_cleaning_methods(needs_option_scores=False)} instead")
+        logger.warning(note)
+    pred, given = panel.pred, panel.given
     mk = min_k(pred, given, panel.ranks, False)
     mka = min_k(pred, given, panel.ranks, True)
-    if "high-confidence" in methods:
-        for a in agree_variants:
-            src = mka if a else mk
-            for k in ks:
-                results.append(
-                    MethodResult(
-                        f"M2{' +agree' if a else ''} K={k}",
-                        "high-confidence",
-                        src <= k,
-                        {"K": k, "n_bins": panel.n_bins, "require_agreement": a},
-                    )
-                )
-    y_star = np.full((0, panel.n), -1)
-    if "class-threshold" in methods:
-        flags, y_star = class_threshold(panel.probs, given, combine)
-        results.append(MethodResult(f"M3 class-threshold ({combine})", "class-threshold", flags, {"combine": combine}))
-    cls: list[CLResult] = []
-    if "confident-learning" in methods:
-        for fb in filter_by:
-            res = confident_learning(panel.probs, given, fb)
-            cls.append(res)
-            results.append(
-                MethodResult(f"CL {fb}", "confident-learning", res.flags, {"filter_by": fb, "ensemble": "mean of calibrated probs"})
-            )
-    conf = panel.conf
-    disagree = pred != given[None, :]
-    score = np.where(disagree, conf, 0.0).mean(axis=0)
-    return CleaningOutcome(panel, results, mk, mka, agreed_label(pred), y_star, cls, score)
+    score = 1.0 - panel.disagreement_quality()
+    return CleaningOutcome(panel, results, mk, mka, panel.agreed(), score, skipped)
