@@ -2,22 +2,39 @@
 
 Binning follows section 2.1 of Hao et al. (2026): ``"equal_count"`` sorts the samples by
 confidence and splits them evenly into ``n_bins`` bins (histogram equalisation, the
-paper's choice and our default); ``"equal_width"`` cuts [0, 1] into ``n_bins`` equal
-intervals (right-open, the last one closed, as ``np.histogram``).
+paper's choice and our default) with :class:`calib_harness.binning.EqualCountBinner`
+(tie-aware: equal confidences never straddle a bin edge, so fewer bins may result);
+``"equal_width"`` cuts [0, 1] into ``n_bins`` equal intervals (right-open, the last one
+closed, as ``np.histogram``).
 
 * :func:`ece` -- sum_i |B_i|/n |mean conf_i - mean score_i|
 * :func:`brier`, :func:`nll` (binary, soft scores allowed), :func:`nll_multiclass`
 * :func:`auroc` -- confidence as a detector of correct answers (GATEKEEPER appendix C.3)
 * :func:`overlap_so` -- GATEKEEPER's distributional overlap s_o (section 4.1, eq. 9)
 * :func:`bin_table` -- the per-bin rows behind ECE and the reliability diagram
-* :func:`summary` -- all of the above as one dict
+* :func:`summary` -- all of the above as one dict, with 95% intervals of accuracy and ECE
+
+Intervals (shared by calibration, routing and cleaning):
+
+* :func:`wilson_interval` -- Wilson score interval of a proportion ``k / n``
+* :func:`bootstrap_ci` / :func:`bootstrap_replicates` -- seeded percentile bootstrap of any
+  statistic of paired arrays
+* :func:`ece_interval`, :func:`ece_stderr` -- bootstrap interval / standard error of the ECE
+
+:func:`collapse_warning` says when a calibrator has collapsed a model's confidences (too few
+distinct values left to rank samples by).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from calib_harness.binning import EqualCountBinner
+
+logger = logging.getLogger(__name__)
 
 BINNINGS = ("equal_count", "equal_width")
 _EPS = float(np.finfo(np.float64).eps)  # what sklearn.metrics.log_loss clips at
@@ -55,26 +72,11 @@ def _check_binary(correct, n: int) -> np.ndarray:
 
 
 def equal_count_bins(confidence, n_bins: int = 15) -> np.ndarray:
-    """Bin index per sample: sort by confidence and cut into ``n_bins`` groups of (near) equal size.
+    """Bin index per sample under :class:`calib_harness.binning.EqualCountBinner` fitted on the same values.
 
-    Ties are broken by input order (stable sort), so every bin keeps its share of samples
-    even when many confidences are equal.  The first ``n % n_bins`` bins get one extra
-    sample (``np.array_split``).
+    Tie-aware: equal confidences share a bin, so fewer than ``n_bins`` bins may come back.
     """
-    c = np.asarray(confidence, dtype=np.float64).ravel()
-    if int(n_bins) < 1:
-        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
-    n_bins = max(1, min(int(n_bins), c.size))
-    order = np.argsort(c, kind="stable")
-    n = c.size
-    q, r = divmod(n, n_bins)
-    rank = np.arange(n)
-    # rank -> bin as np.array_split does: r bins of size q+1, then bins of size q
-    big = r * (q + 1)
-    rank_bin = np.where(rank < big, rank // (q + 1), r + (rank - big) // max(q, 1))
-    bins = np.empty(n, dtype=np.int64)
-    bins[order] = rank_bin
-    return bins
+    return EqualCountBinner(n_bins).fit_transform(confidence)
 
 
 def equal_width_bins(confidence, n_bins: int = 15) -> np.ndarray:
@@ -294,6 +296,7 @@ class BinRow:
     ``lo`` / ``hi``: the bin's edges for equal-width bins, its smallest and largest
     confidence for equal-count bins.  ``mean_conf`` / ``mean_score`` are NaN (and ``gap``
     0) for empty equal-width bins.  ``gap = mean_conf - mean_score`` (> 0: overconfident).
+    ``score_lo`` / ``score_hi``: the 95% Wilson interval of the bin's accuracy (NaN when empty).
     """
 
     index: int
@@ -303,6 +306,8 @@ class BinRow:
     mean_conf: float
     mean_score: float
     gap: float
+    score_lo: float = float("nan")
+    score_hi: float = float("nan")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -329,15 +334,23 @@ def bin_table(confidence, score, n_bins: int = 15, binning: str = "equal_count")
         n_i = int(counts[i])
         mc = conf_sum[i] / n_i if n_i else float("nan")
         ms = score_sum[i] / n_i if n_i else float("nan")
-        rows.append(BinRow(i, float(lo[i]), float(hi[i]), n_i, float(mc), float(ms), float(mc - ms) if n_i else 0.0))
+        w_lo, w_hi = wilson_interval(score_sum[i], n_i) if n_i else (float("nan"), float("nan"))
+        rows.append(
+            BinRow(i, float(lo[i]), float(hi[i]), n_i, float(mc), float(ms), float(mc - ms) if n_i else 0.0, w_lo, w_hi)
+        )
     return rows
 
 
-def summary(confidence, score, n_bins: int = 15) -> dict[str, float]:
+def summary(
+    confidence, score, n_bins: int = 15, intervals: bool = True, n_boot: int = 200, seed: int = 0
+) -> dict[str, float]:
     """The usual figures for one (confidence, score) set, as a flat dict.
 
     ``auroc`` and ``s_o`` use ``correct = score >= 0.5`` and are NaN when one side is
-    (nearly) empty.
+    (nearly) empty.  With ``intervals`` the dict also holds 95% intervals:
+    ``accuracy_lo`` / ``accuracy_hi`` (Wilson) and ``ece_lo`` / ``ece_hi``
+    (:func:`ece_interval`: ECE +- 1.96 bootstrap standard errors, ``n_boot`` seeded
+    resamples with the bins refitted on each).
     """
     c, s = _check(confidence, score)
     out = {
@@ -358,4 +371,177 @@ def summary(confidence, score, n_bins: int = 15) -> dict[str, float]:
         out["s_o"] = overlap_so(c, correct)
     except ValueError:
         out["s_o"] = float("nan")
+    if intervals:
+        out["accuracy_lo"], out["accuracy_hi"] = wilson_interval(float(s.sum()), c.size)
+        out["ece_lo"], out["ece_hi"] = ece_interval(c, s, n_bins, n_boot=n_boot, seed=seed)
     return out
+
+
+# -- intervals ------------------------------------------------------------------------------
+
+
+def wilson_interval(k, n, alpha: float = 0.05) -> tuple[float, float]:
+    """Wilson score interval of the proportion ``k / n`` at level ``1 - alpha``.
+
+    ``k`` may be fractional (a sum of soft scores).  Well behaved at ``k = 0`` and ``k = n``
+    (unlike the normal approximation); ``(nan, nan)`` when ``n == 0``.
+    """
+    from scipy.stats import norm
+
+    n = float(n)
+    k = float(k)
+    if n <= 0:
+        return float("nan"), float("nan")
+    if not 0.0 <= k <= n:
+        raise ValueError(f"k must lie in [0, n], got k={k}, n={n}")
+    z = float(norm.ppf(1.0 - alpha / 2.0))
+    p = k / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2.0 * n)) / denom
+    half = z * np.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n)) / denom
+    lo = 0.0 if k == 0 else max(0.0, centre - half)  # exact ends: rounding would leave 1 - 1e-16
+    hi = 1.0 if k == n else min(1.0, centre + half)
+    return float(lo), float(hi)
+
+
+def bootstrap_replicates(stat_fn, *arrays, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """``stat_fn`` on ``n_boot`` seeded resamples (with replacement) of the paired ``arrays``.
+
+    Each resample takes the same rows of every array.  Its row indices come out sorted, so
+    arrays pre-sorted by confidence stay sorted (binning a sorted array is cheap).  Resamples
+    on which ``stat_fn`` raises ``ValueError`` (e.g. AUROC with one class) or returns a
+    non-finite value are dropped, so fewer than ``n_boot`` values may come back.
+    """
+    if not arrays:
+        raise ValueError("bootstrap needs at least one array")
+    arrs = [np.asarray(a) for a in arrays]
+    n = arrs[0].shape[0]
+    if any(a.shape[0] != n for a in arrs):
+        raise ValueError(f"arrays differ in length: {[a.shape[0] for a in arrs]}")
+    if n == 0:
+        raise ValueError("no samples")
+    rng = np.random.default_rng(seed)
+    base = np.arange(n)
+    out = []
+    for _ in range(int(n_boot)):
+        idx = np.repeat(base, np.bincount(rng.integers(0, n, n), minlength=n))
+        try:
+            v = float(stat_fn(*(a[idx] for a in arrs)))
+        except ValueError:
+            continue
+        if np.isfinite(v):
+            out.append(v)
+    return np.asarray(out, dtype=np.float64)
+
+
+def bootstrap_ci(
+    stat_fn,
+    *arrays,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    method: str = "percentile",
+    bounds: tuple[float, float] | None = None,
+) -> tuple[float, float]:
+    """Seeded bootstrap ``1 - alpha`` interval of ``stat_fn(*arrays)``.
+
+    ``stat_fn`` takes the arrays (resampled together, row-wise) and returns a float; see
+    :func:`bootstrap_replicates`.  ``method="percentile"`` gives the replicates' quantiles;
+    ``"normal"`` gives ``stat +- z * se`` with the replicates' standard deviation as ``se``,
+    centred on the estimate (use it for biased statistics such as the ECE, whose percentile
+    interval can miss the estimate).  ``bounds`` clips the interval (e.g. ``(0, 1)``).
+    ``(nan, nan)`` when there are fewer than 2 rows or fewer than half of the resamples give
+    a finite value.  Reusable for any figure (APGR, cleaning precision, ...)::
+
+        lo, hi = bootstrap_ci(lambda c, s: ece(c, s), conf, score, seed=0)
+    """
+    if method not in ("percentile", "normal"):
+        raise ValueError(f"method must be 'percentile' or 'normal', got {method!r}")
+    n = np.asarray(arrays[0]).shape[0] if arrays else 0
+    if n < 2:
+        return float("nan"), float("nan")
+    reps = bootstrap_replicates(stat_fn, *arrays, n_boot=n_boot, seed=seed)
+    if reps.size < max(2, int(n_boot) // 2):
+        return float("nan"), float("nan")
+    if method == "percentile":
+        lo, hi = np.quantile(reps, [alpha / 2.0, 1.0 - alpha / 2.0])
+    else:
+        from scipy.stats import norm
+
+        est = float(stat_fn(*(np.asarray(a) for a in arrays)))
+        half = float(norm.ppf(1.0 - alpha / 2.0)) * float(np.std(reps, ddof=1))
+        lo, hi = est - half, est + half
+    if bounds is not None:
+        lo, hi = max(bounds[0], lo), min(bounds[1], hi)
+    return float(lo), float(hi)
+
+
+def _sorted_pairs(confidence, score) -> tuple[np.ndarray, np.ndarray]:
+    c, s = _check(confidence, score)
+    order = np.argsort(c, kind="stable")
+    return c[order], s[order]
+
+
+def ece_interval(
+    confidence,
+    score,
+    n_bins: int = 15,
+    binning: str = "equal_count",
+    n_boot: int = 200,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple[float, float]:
+    """``1 - alpha`` interval of :func:`ece`: ``ece +- z * se``, clipped to [0, 1].
+
+    ``se`` is the bootstrap standard error (:func:`ece_stderr`: ``n_boot`` seeded resamples,
+    bins refitted on each).  The interval is centred on the estimate because the ECE is
+    biased upward and its resamples more so: a percentile interval can lie wholly above
+    the estimate.  ``(nan, nan)`` below 2 samples.
+    """
+    c, s = _sorted_pairs(confidence, score)
+    return bootstrap_ci(
+        lambda a, b: ece(a, b, n_bins, binning), c, s, n_boot=n_boot, seed=seed, alpha=alpha, method="normal",
+        bounds=(0.0, 1.0),
+    )
+
+
+def ece_stderr(
+    confidence, score, n_bins: int = 15, binning: str = "equal_count", n_boot: int = 200, seed: int = 0
+) -> float:
+    """Bootstrap standard error of :func:`ece` (sample std of the resampled ECEs; NaN below 2 samples)."""
+    c, s = _sorted_pairs(confidence, score)
+    if c.size < 2:
+        return float("nan")
+    reps = bootstrap_replicates(lambda a, b: ece(a, b, n_bins, binning), c, s, n_boot=n_boot, seed=seed)
+    return float(np.std(reps, ddof=1)) if reps.size > 1 else float("nan")
+
+
+# -- degenerate calibrations ---------------------------------------------------------------
+
+
+def collapse_warning(before, after, min_distinct: int = 3, min_spread_ratio: float = 0.05) -> str | None:
+    """A one-line warning when a calibrator collapsed the confidences, else ``None``.
+
+    Collapsed means the calibrated confidences (``after``) keep fewer than ``min_distinct``
+    distinct values, or a spread (standard deviation) below
+    ``min_spread_ratio`` times that of the raw ones (``before``), while the raw ones did
+    not.  Such confidences can no longer rank samples: routing, cleaning and AUROC built on
+    them degrade to chance or to ties.  The warning is also logged.
+    """
+    b = np.asarray(before, dtype=np.float64).ravel()
+    a = np.asarray(after, dtype=np.float64).ravel()
+    if a.size == 0 or b.size == 0:
+        return None
+    nb, na = int(np.unique(b).size), int(np.unique(a).size)
+    sb, sa = float(np.std(b)), float(np.std(a))
+    few = na < min_distinct <= nb
+    flat = sb > 0 and sa < min_spread_ratio * sb
+    if not (few or flat):
+        return None
+    msg = (
+        f"the calibrator collapsed the confidences: {na} distinct value(s) left (from {nb}), "
+        f"spread {sa:.3g} (from {sb:.3g}); they can no longer rank samples "
+        "(use a smoother method such as temperature or Platt scaling, or more calibration data)"
+    )
+    logger.warning(msg)
+    return msg

@@ -73,14 +73,32 @@ def test_perfectly_calibrated_and_constant_inputs():
 
 
 def test_equal_count_bins_sizes_and_ties():
-    conf = np.r_[np.ones(100), np.linspace(0, 0.5, 50)]  # many ties at 1.0
+    conf = np.r_[np.ones(100), np.linspace(0, 0.5, 50)]  # two thirds tied at 1.0
     bins = M.equal_count_bins(conf, 15)
     sizes = np.bincount(bins)
-    assert sizes.size == 15 and sizes.max() - sizes.min() <= 1
-    # monotone: a higher bin never holds a lower confidence
+    # the tied 1.0s share one bin; the 50 others keep equal-count bins of 10
+    assert sizes.tolist() == [10, 10, 10, 10, 10, 100]
+    assert np.unique(bins[conf == 1.0]).size == 1
     order = np.argsort(conf, kind="stable")
     assert np.all(np.diff(bins[order]) >= 0)
     assert M.equal_count_bins(np.array([0.3, 0.1]), 15).tolist() == [1, 0]
+
+
+def test_ece_with_a_third_at_one(arc_run):
+    """A third of the confidences at exactly 1.0 (a saturated strong model): ECE's bins keep the
+    1.0s together, so the top bin's gap is exactly 1 - accuracy of those samples."""
+    conf, score = arc_run.confidences(), arc_run.scores()
+    rng = np.random.default_rng(0)
+    c = np.r_[conf, np.ones(conf.size // 2)]
+    s = np.r_[score, (rng.random(conf.size // 2) < 0.9).astype(float)]
+    rows = M.bin_table(c, s, 15)
+    top = rows[-1]
+    assert top.lo == top.hi == 1.0 and top.count == conf.size // 2
+    assert top.gap == pytest.approx(1.0 - s[conf.size :].mean())
+    assert all(r.hi < 1.0 for r in rows[:-1])
+    assert sum(r.count * abs(r.gap) for r in rows) / c.size == pytest.approx(M.ece(c, s))
+    lo, hi = M.ece_interval(c, s)
+    assert 0.0 <= lo <= M.ece(c, s) <= hi <= 1.0
 
 
 def test_equal_width_bins_edges():
@@ -178,12 +196,14 @@ def test_bin_table_consistent_with_ece(arc_run, binning):
     assert [r.mean_conf for r in filled] == sorted(r.mean_conf for r in filled)
     if binning == "equal_count":
         assert max(r.count for r in rows) - min(r.count for r in rows) <= 1
+        # Wilson interval of each bin's accuracy holds its mean score
+        assert all(r.score_lo <= r.mean_score <= r.score_hi for r in rows)
     else:
         assert rows[0].lo == 0.0 and rows[-1].hi == 1.0
         for r in rows:
             if not r.count:
                 assert np.isnan(r.mean_conf) and r.gap == 0.0
-    assert set(rows[0].to_dict()) == {"index", "lo", "hi", "count", "mean_conf", "mean_score", "gap"}
+    assert set(rows[0].to_dict()) == {"index", "lo", "hi", "count", "mean_conf", "mean_score", "gap", "score_lo", "score_hi"}
 
 
 def test_summary_on_real_records(arc_run):
@@ -195,6 +215,72 @@ def test_summary_on_real_records(arc_run):
     assert s["auroc"] == pytest.approx(roc_auc_score(score, conf))
     assert 0 < s["s_o"] < 1
     assert np.isnan(M.summary([0.5, 0.6], [1, 1])["auroc"])
+    assert s["accuracy_lo"] < s["accuracy"] < s["accuracy_hi"]
+    assert s["ece_lo"] < s["ece"] < s["ece_hi"]
+
+
+@pytest.mark.parametrize(
+    "conf,score",
+    [
+        ([0.9, 0.2], [1.0, 0.0]),  # 2 samples
+        ([0.7] * 50, [1.0] * 20 + [0.0] * 30),  # all confidences identical
+        (np.linspace(0.5, 1.0, 40), [1.0] * 40),  # all correct
+        ([1.0] * 30, [1.0] * 30),  # all identical and all correct
+    ],
+)
+def test_summary_on_degenerate_inputs_has_no_nan_in_core_figures(conf, score):
+    s = M.summary(conf, score, n_bins=15)
+    for key in ("accuracy", "ece", "ece_equal_width", "brier", "nll", "accuracy_lo", "accuracy_hi"):
+        assert np.isfinite(s[key]), key
+    assert s["accuracy_lo"] <= s["accuracy"] <= s["accuracy_hi"]
+    assert 0.0 <= s["ece_lo"] <= s["ece"] <= s["ece_hi"] <= 1.0
+
+
+# -- intervals -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k,n", [(0, 10), (3, 10), (10, 10), (117, 200), (1, 1)])
+def test_wilson_interval_matches_scipy(k, n):
+    from scipy.stats import binomtest
+
+    ref = binomtest(k, n).proportion_ci(0.95, method="wilson")
+    lo, hi = M.wilson_interval(k, n)
+    assert lo == pytest.approx(ref.low, abs=1e-12) and hi == pytest.approx(ref.high, abs=1e-12)
+    assert np.isnan(M.wilson_interval(0, 0)[0])
+
+
+def test_bootstrap_ci_of_a_mean_matches_the_normal_interval(arc_run):
+    score = arc_run.scores()
+    lo, hi = M.bootstrap_ci(np.mean, score, n_boot=2000, seed=1)
+    se = score.std() / np.sqrt(score.size)
+    assert lo == pytest.approx(score.mean() - 1.96 * se, abs=0.01)
+    assert hi == pytest.approx(score.mean() + 1.96 * se, abs=0.01)
+    # seeded: the same call gives the same interval
+    assert M.bootstrap_ci(np.mean, score, n_boot=2000, seed=1) == (lo, hi)
+    # resamples on which the statistic is undefined are dropped, not fatal
+    conf = arc_run.confidences()
+    lo_a, hi_a = M.bootstrap_ci(M.auroc, conf, score, n_boot=300, seed=0)
+    assert lo_a < M.auroc(conf, score) < hi_a
+    assert M.bootstrap_ci(np.mean, [1.0]) != M.bootstrap_ci(np.mean, [1.0])  # (nan, nan) below 2 rows
+
+
+def test_ece_stderr_shrinks_with_n():
+    rng = np.random.default_rng(5)
+    se = []
+    for n in (200, 3200):
+        c = rng.beta(5, 2, n)
+        s = (rng.random(n) < c).astype(float)
+        se.append(M.ece_stderr(c, s))
+    assert se[1] < se[0] / 2  # roughly 1/sqrt(n): 16x the samples, ~1/4 the error
+
+
+def test_collapse_warning(arc_run, caplog):
+    conf = arc_run.confidences()
+    assert M.collapse_warning(conf, np.sqrt(conf)) is None
+    with caplog.at_level("WARNING"):
+        msg = M.collapse_warning(conf, np.full(conf.size, conf.mean()))
+    assert msg and "collapsed" in msg and msg in caplog.text
+    assert M.collapse_warning(conf, np.where(conf > 0.5, 0.8, 0.3)) is not None
 
 
 @pytest.mark.parametrize(
