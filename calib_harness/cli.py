@@ -28,6 +28,7 @@ COMMANDS = [
     "gatekeeper",
     "demo",
     "report",
+    "serve",  # OpenAI-compatible serving cascade (issue #18)
 ]
 
 
