@@ -2,7 +2,10 @@
 
 Modules (one job each):
 
-* :mod:`.advantage`: CC / UC confidence-advantage routers (Algorithm 1 on arrays);
+* :mod:`.base`: the router protocol (fit / score / route / curve) and registry
+  (``register_router``, ``get_router``, ``list_routers``), and :class:`RoutingData`;
+* :mod:`.advantage`: Algorithm 1 on arrays, and the UC router;
+* :mod:`.calibrated`: the CC router, its calibrator chosen by cross-fitting on the calibration half;
 * :mod:`.baselines`: threshold (GATEKEEPER's deferral rule), random, oracle (ideal deferral);
 * :mod:`.mf`: RouteLLM 0.2.0's matrix-factorisation router (torch);
 * :mod:`.embeddings`: cached local prompt embeddings for MF;
@@ -36,7 +39,15 @@ _EXPORTS = {
     "CascadeComparison": "compare",
     "compare_routers": "compare",
     "build_deployable": "compare",
-    "ROUTERS": "compare",
+    "default_routers": "compare",
+    "Router": "base",
+    "RoutingData": "base",
+    "register_router": "base",
+    "get_router": "base",
+    "list_routers": "base",
+    "make_router": "base",
+    "NotFittedError": "base",
+    "CalibratedConfidenceRouter": "calibrated",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from calib_harness.routing.base import Router, RoutingData, register_router
 from calib_harness.routing.curves import RoutingCurve, curve_from_priority, random_curve
 
-__all__ = ["ThresholdRouter", "OracleRouter", "random_curve"]
+__all__ = ["ThresholdRouter", "OracleRouter", "random_curve", "ThresholdCascadeRouter", "RandomRouter", "OracleCascadeRouter"]
 
 
 @dataclass
@@ -77,3 +78,67 @@ class OracleRouter:
     @classmethod
     def curve(cls, small_scores: np.ndarray, large_scores: np.ndarray, name: str = "oracle") -> RoutingCurve:
         return curve_from_priority(name, cls.keep_priority(small_scores, large_scores), small_scores, large_scores)
+
+
+# -- registered routers (protocol of calib_harness.routing.base) -----------------------------
+
+
+@register_router("threshold")
+class ThresholdCascadeRouter(Router):
+    """Defer where the small model's raw confidence is lowest (GATEKEEPER's deferral rule)."""
+
+    order = 20
+    plot_style = {"color": "tab:green", "lw": 1.2}
+
+    def _fit(self, calib: RoutingData) -> None:
+        pass
+
+    def score(self, data: RoutingData) -> np.ndarray:
+        return -data.small_confidence
+
+
+@register_router("random")
+class RandomRouter(Router):
+    """Random routing.  ``score`` draws a uniform number per input (seeded); the curve is the
+    expectation ``s * p_small + (1 - s) * p_large`` (APGR exactly 0.5)."""
+
+    order = 80
+    plot_style = {"color": "grey", "lw": 1.2, "ls": "--"}
+    expected = True
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def _fit(self, calib: RoutingData) -> None:
+        pass
+
+    def score(self, data: RoutingData) -> np.ndarray:
+        return np.random.default_rng(self.seed).random(len(data))
+
+    def curve(self, data: RoutingData) -> RoutingCurve:
+        self._check()
+        return random_curve(data.p_small, data.p_large)
+
+
+@register_router("oracle")
+class OracleCascadeRouter(Router):
+    """Per-sample ideal deferral on the data it routes (reads their labels: an upper bound)."""
+
+    order = 90
+    plot_style = {"color": "black", "lw": 1.0, "ls": ":"}
+    uses_test_labels = True
+
+    def _fit(self, calib: RoutingData) -> None:
+        pass
+
+    def score(self, data: RoutingData) -> np.ndarray:
+        return -OracleRouter.keep_priority(data.small_scores, data.large_scores)
+
+    def route(self, data: RoutingData, share: float) -> np.ndarray:
+        """The ``share`` of *these* inputs with the largest gain goes to the larger model."""
+        self._check()
+        s = np.asarray(self.score(data))
+        n_large = int(round(share * s.size))
+        mask = np.zeros(s.size, dtype=bool)
+        mask[np.argsort(-s, kind="stable")[:n_large]] = True
+        return mask

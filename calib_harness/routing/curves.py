@@ -14,10 +14,16 @@ Pure numpy.  Conventions used everywhere in :mod:`calib_harness.routing`:
 Interpolation (how every area here is computed): a router reaches only a finite set of
 operating points (one per K, threshold or quantile).  Each curve is sorted by cost, points at
 the same cost are averaged, the two trivial end points (cost 0 = all on the small model, cost 1
-= all on the large model) are added when missing, and the curve is linearly interpolated onto a
-common grid of costs ``linspace(0, 1, grid_size)`` (default 1001 points).  Linear interpolation
-between two operating points is what a router achieves by flipping a biased coin between them,
-so the interpolated curve is achievable.  Areas are trapezoid integrals over that grid.
+= all on the large model) are added when missing (:func:`knots`), and the curve between them is
+the straight line.  Linear interpolation between two operating points is what a router achieves
+by flipping a biased coin between them, so the interpolated curve is achievable.  Areas are
+exact: the trapezoid rule on the knots of that piecewise-linear curve (:func:`curve_area`).
+
+Roles in the normalisation: APGR and s_d are always normalised from the weaker to the stronger
+model *of the data they are computed on* (``p_weak = min``, ``p_strong = max``).  The area under
+the curve does not depend on which end is called "small", so a curve and its mirror image
+(small and large swapped) get the same figures, and a larger model that happens to be less
+accurate on the test half never flips their sign.
 """
 
 from __future__ import annotations
@@ -132,35 +138,49 @@ def ideal_deferral_accuracy(r: np.ndarray, p_small: float, p_large: float) -> np
 
 
 def on_grid(curve: RoutingCurve, p_small: float, p_large: float, grid_size: int = GRID_SIZE) -> tuple[np.ndarray, np.ndarray]:
-    """(cost grid, accuracy on the grid) by the interpolation described in the module docstring."""
-    cost = curve.cost
-    acc = curve.accuracy
-    ucost, inv = np.unique(np.round(cost, 12), return_inverse=True)
-    uacc = np.bincount(inv, weights=acc) / np.bincount(inv)
-    if ucost[0] > 0:
-        ucost, uacc = np.r_[0.0, ucost], np.r_[p_small, uacc]
-    if ucost[-1] < 1:
-        ucost, uacc = np.r_[ucost, 1.0], np.r_[uacc, p_large]
+    """(cost grid, accuracy on the grid) of the piecewise-linear curve (for plots and tables;
+    areas use :func:`curve_area`)."""
+    ucost, uacc = knots(curve, p_small, p_large)
     grid = np.linspace(0.0, 1.0, grid_size)
     return grid, np.interp(grid, ucost, uacc)
 
 
-def apgr(curve: RoutingCurve, p_weak: float, p_strong: float, grid_size: int = GRID_SIZE) -> float:
-    """Normalised APGR (Hao et al. 2026, appendix A.1, eqs. 1-2).
+def knots(curve: RoutingCurve, p_small: float, p_large: float) -> tuple[np.ndarray, np.ndarray]:
+    """(cost, accuracy) knots of the piecewise-linear curve: sorted by cost, equal costs
+    averaged, end points ``(0, p_small)`` and ``(1, p_large)`` added when missing."""
+    ucost, inv = np.unique(np.round(curve.cost, 12), return_inverse=True)
+    uacc = np.bincount(inv, weights=curve.accuracy) / np.bincount(inv)
+    if ucost.size == 0 or ucost[0] > 0:
+        ucost, uacc = np.r_[0.0, ucost], np.r_[p_small, uacc]
+    if ucost[-1] < 1:
+        ucost, uacc = np.r_[ucost, 1.0], np.r_[uacc, p_large]
+    return ucost, uacc
+
+
+def curve_area(curve: RoutingCurve, p_small: float, p_large: float) -> float:
+    """Exact area under the piecewise-linear accuracy-vs-cost curve on [0, 1]."""
+    c, a = knots(curve, p_small, p_large)
+    return float(np.sum(np.diff(c) * (a[1:] + a[:-1]) / 2.0))
+
+
+def apgr(curve: RoutingCurve, p_small: float, p_large: float, grid_size: int | None = None) -> float:
+    """Normalised APGR (Hao et al. 2026, appendix A.1, eqs. 1-2), exact.
 
     ``P~(c) = (P(c) - P_weak) / (P_strong - P_weak)`` and ``APGR = int_0^1 P~(c) dc``, with
-    ``c`` the share of inputs sent to the strong model.  Random routing gives 0.5; the weak model
-    alone 0, the strong model alone 1.  The curve is put on the common cost grid first (module
-    docstring).  ``nan`` (with a warning) when both models score the same.
+    ``c`` the share of inputs sent to the stronger model, ``P_weak = min(p_small, p_large)``
+    and ``P_strong = max``: ``APGR = (area - P_weak) / (P_strong - P_weak)`` with the exact area
+    of the piecewise-linear curve (module docstring).  Random routing gives 0.5; the weak model
+    alone 0, the strong model alone 1.  ``nan`` (with a warning) when both models score the same.
+    ``grid_size`` is accepted for backward compatibility and ignored.
     """
+    p_weak, p_strong = min(p_small, p_large), max(p_small, p_large)
     if np.isclose(p_strong, p_weak):
         warnings.warn("APGR undefined: the two models have the same accuracy", RuntimeWarning, stacklevel=2)
         return float("nan")
-    grid, acc = on_grid(curve, p_weak, p_strong, grid_size)
-    return float(np.trapezoid((acc - p_weak) / (p_strong - p_weak), grid))
+    return (curve_area(curve, p_small, p_large) - p_weak) / (p_strong - p_weak)
 
 
-def deferral_score(curve: RoutingCurve, p_small: float, p_large: float, grid_size: int = GRID_SIZE) -> float:
+def deferral_score(curve: RoutingCurve, p_small: float, p_large: float, grid_size: int | None = None) -> float:
     """GATEKEEPER's deferral performance s_d (Rabanser et al. 2025, section 4.1, eq. 10).
 
     ``s_d = int_0^1 (acc_real(r) - acc_rand(r)) dr / int_0^1 (acc_ideal(r) - acc_rand(r)) dr``
@@ -168,18 +188,20 @@ def deferral_score(curve: RoutingCurve, p_small: float, p_large: float, grid_siz
     from ``p_s`` to ``p_l`` and ``acc_ideal`` eq. (11) of its appendix B.3
     (:func:`ideal_deferral_accuracy`).  The denominator has the closed form
     ``p_s (p_l - p_s) / 2``.  1 = ideal deferral, 0 = no better than random.  ``nan`` (with a
-    warning) when the denominator is 0 (equal accuracies or a small model that is never right).
+    warning) when the denominator is 0 (equal accuracies or a weaker model that is never right).
+    As APGR, exact and normalised from the weaker to the stronger model (``p_s = min``,
+    ``p_l = max``): the numerator ``area - (p_s + p_l) / 2`` does not depend on the direction,
+    so ``s_d = (2 APGR - 1) / p_weak``.  ``grid_size`` is accepted and ignored.
     """
-    denom = p_small * (p_large - p_small) / 2.0
+    p_weak, p_strong = min(p_small, p_large), max(p_small, p_large)
+    denom = p_weak * (p_strong - p_weak) / 2.0
     if np.isclose(denom, 0.0):
         warnings.warn("s_d undefined: ideal and random deferral coincide", RuntimeWarning, stacklevel=2)
         return float("nan")
-    grid, acc = on_grid(curve, p_small, p_large, grid_size)
-    rand = p_small + (p_large - p_small) * grid
-    return float(np.trapezoid(acc - rand, grid) / denom)
+    return (curve_area(curve, p_small, p_large) - (p_weak + p_strong) / 2.0) / denom
 
 
 def accuracy_at_share(curve: RoutingCurve, share_small: float, p_small: float, p_large: float) -> float:
     """Interpolated accuracy of a curve at a given share kept on the small model."""
-    grid, acc = on_grid(curve, p_small, p_large)
-    return float(np.interp(1.0 - share_small, grid, acc))
+    c, a = knots(curve, p_small, p_large)
+    return float(np.interp(1.0 - share_small, c, a))

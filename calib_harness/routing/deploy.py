@@ -4,7 +4,9 @@ Standard library only (``json``, ``math``, ``bisect``): serving needs neither lm
 nor torch.  Importing this module imports nothing heavy as long as the packages above it
 (``calib_harness``, ``calib_harness.routing``) stay lazy, which they are.
 
-The JSON holds the inner bin edges of the small model's (calibrated) confidence, the selected
+The JSON holds the inner bin edges of the small model's (calibrated) confidence (bins of
+:class:`calib_harness.binning.EqualCountBinner`: right-closed, so a confidence equal to an edge
+belongs to the lower bin, ``side="left"``; files of format version 1 used ``side="right"``), the selected
 bins ``S`` (the K bins with the smallest confidence advantage of the large model), the
 per-bin advantages (for information) and the small model's calibrator as plain numbers:
 
@@ -16,8 +18,9 @@ per-bin advantages (for information) and the small model's calibrator as plain n
   ``x = logit(feature)`` when ``logit_input`` (Platt on a probability);
 * ``{"kind": "interp", "x": [...], "y": [...]}``: a monotone piecewise-linear map (isotonic
   regression), clipped at the ends;
-* ``{"kind": "bins", "edges": [...], "values": [...]}``: a step map (histogram binning),
-  ``values[i]`` for ``edges[i-1] <= x < edges[i]`` (inner edges).
+* ``{"kind": "bins", "edges": [...], "values": [...], "side": "right"}``: a step map
+  (histogram binning), ``values[i]`` for ``edges[i-1] <= x < edges[i]`` (inner edges;
+  ``"side": "left"`` for right-closed bins ``edges[i-1] < x <= edges[i]``).
 
 ``route(x)`` accepts what the calibrator needs: a list of option scores, a scalar (confidence or
 the named feature), or a dict of features (``{"mean_logit": ..., "confidence": ...}``).
@@ -33,7 +36,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 FORMAT = "calib-harness/cascade-router"
-VERSION = 1
+VERSION = 2
 
 
 def _softmax_max(scores: Sequence[float], temperature: float = 1.0) -> float:
@@ -85,7 +88,8 @@ def apply_calibrator(spec: Mapping[str, Any], x: Any) -> float:
         x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
         return float(y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0))
     if kind == "bins":
-        return float(spec["values"][bisect.bisect_right(spec["edges"], x)])
+        find = bisect.bisect_left if spec.get("side", "right") == "left" else bisect.bisect_right
+        return float(spec["values"][find(spec["edges"], x)])
     raise ValueError(f"unknown calibrator kind {kind!r}")
 
 
@@ -102,8 +106,11 @@ class DeployableRouter:
     small_model: str | None = None
     large_model: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    side: str = "left"
 
     def __post_init__(self) -> None:
+        if self.side not in ("left", "right"):
+            raise ValueError(f"side must be 'left' (right-closed bins) or 'right', got {self.side!r}")
         self.edges = [float(e) for e in self.edges]
         if any(b < a for a, b in zip(self.edges, self.edges[1:])):
             raise ValueError("bin edges must be sorted")
@@ -123,7 +130,8 @@ class DeployableRouter:
         return apply_calibrator(self.calibrator, x)
 
     def bin_of(self, x: Any) -> int:
-        return bisect.bisect_right(self.edges, self.confidence(x))
+        find = bisect.bisect_left if self.side == "left" else bisect.bisect_right
+        return find(self.edges, self.confidence(x))
 
     def route(self, x: Any) -> str:
         """``"small"`` (keep the small model's answer) or ``"large"`` (call the large model)."""
@@ -138,7 +146,7 @@ class DeployableRouter:
         return {"format": FORMAT, "version": VERSION, **d}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1)
+        return json.dumps(self.to_dict(), indent=1, allow_nan=False)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "DeployableRouter":
@@ -146,17 +154,33 @@ class DeployableRouter:
             raise ValueError(f"not a cascade router file (format {d.get('format')!r})")
         if int(d.get("version", 0)) > VERSION:
             raise ValueError(f"router file version {d.get('version')} is newer than this code ({VERSION})")
-        keys = {"edges", "selected_bins", "calibrator", "advantage", "k", "small_model", "large_model", "meta"}
-        return cls(**{k: v for k, v in d.items() if k in keys})
+        keys = {"edges", "selected_bins", "calibrator", "advantage", "k", "small_model", "large_model", "meta", "side"}
+        kw = {k: v for k, v in d.items() if k in keys}
+        kw.setdefault("side", "right" if int(d.get("version", 1)) < 2 else "left")
+        return cls(**kw)
 
     @classmethod
     def from_json(cls, text: str) -> "DeployableRouter":
         return cls.from_dict(json.loads(text))
 
     def save(self, path: str | Path) -> Path:
+        """Write the JSON atomically (a temporary file in the same folder, then ``os.replace``).
+        The caller decides whether an existing file may be replaced (the CLI refuses without
+        ``--force``)."""
+        import os
+        import tempfile
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_json())
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(self.to_json())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
         return path
 
     @classmethod

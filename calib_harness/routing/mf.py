@@ -69,6 +69,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from calib_harness.routing.base import Router, RoutingData, register_router
 from calib_harness.routing.curves import RoutingCurve, routed_accuracy
 
 #: RouteLLM's ids of the pair its released MF checkpoint was trained to route.
@@ -302,3 +303,59 @@ class MFRouter:
             share.append(float(keep.mean()))
             acc.append(routed_accuracy(keep, weak_scores, strong_scores))
         return RoutingCurve(name, np.array(share), np.array(acc), pcts, {"n_pairs": self.n_pairs_})
+
+
+@register_router("MF")
+class MFCascadeRouter(Router):
+    """RouteLLM's MF router behind the router protocol: ``score`` = the strong model's win rate.
+
+    Trained from scratch on the calibration half's prompts and pairwise outcomes, or loaded from
+    a RouteLLM ``checkpoint`` (fine-tuned on the calibration half unless ``finetune=False``).
+    Its curve has one point per distinct win rate (every threshold; RouteLLM's calibrated
+    thresholds, quantiles of the calibration half's win rates, pick points of this curve).
+    """
+
+    order = 30
+    plot_style = {"color": "tab:purple", "lw": 1.4}
+    needs_prompts = True
+
+    def __init__(
+        self,
+        dim: int = 128,
+        epochs: int = 100,
+        checkpoint: str | None = None,
+        strong_id: int | None = None,
+        weak_id: int | None = None,
+        finetune: bool = True,
+        progress: bool = False,
+    ):
+        self.dim = dim
+        self.epochs = epochs
+        self.checkpoint = checkpoint
+        self.strong_id = strong_id
+        self.weak_id = weak_id
+        self.finetune = finetune
+        self.progress = progress
+
+    def _fit(self, calib: RoutingData) -> None:
+        q = calib.embeddings()
+        if self.checkpoint:
+            ids = {k: v for k, v in (("strong_id", self.strong_id), ("weak_id", self.weak_id)) if v is not None}
+            mf = MFRouter.from_checkpoint(self.checkpoint, progress=self.progress, epochs=self.epochs, **ids)
+            if self.finetune:
+                mf.fit(q, calib.small_scores, calib.large_scores)
+            else:
+                mf.reference_win_rates_ = mf.win_rate(q)
+        else:
+            mf = MFRouter(dim=self.dim, epochs=self.epochs, progress=self.progress).fit(q, calib.small_scores, calib.large_scores)
+        self.mf_ = mf
+
+    def score(self, data: RoutingData) -> np.ndarray:
+        return self.mf_.win_rate(data.embeddings())
+
+    def info(self) -> dict[str, Any]:
+        d = super().info()
+        if hasattr(self, "mf_"):
+            mf = self.mf_
+            d.update({"n_pairs": mf.n_pairs_, "final_train_loss": (mf.train_losses_ or [None])[-1]})
+        return d
