@@ -1,14 +1,17 @@
-"""Sandbox interface: typed limits, results and the narrow ``run`` contract every backend implements."""
+"""Sandbox interface: typed limits, results, the :class:`Sandbox` ABC every backend implements, and the
+registry of sandbox kinds (``@register_sandbox(name)`` / :func:`get_sandbox`, in the style of inspect_ai's
+``@sandboxenv``)."""
 
 from __future__ import annotations
 
+import abc
 import base64
 import os
 import signal as _signal
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 RUNNER_PATH = Path(__file__).with_name("runner.py")
 RUNNER_SOURCE = RUNNER_PATH.read_text()
@@ -172,11 +175,15 @@ def to_result(raw: dict, backend: str, isolated: bool, warning: str | None = Non
     )
 
 
-class Sandbox:
+class Sandbox(abc.ABC):
     """The narrow interface: ``run(code, files=None, timeout=None) -> ExecutionResult``.
 
-    Backends: :class:`~calib_harness.sandbox.docker_sandbox.DockerSandbox` (fresh container per run or a
-    warm pool) and :class:`~calib_harness.sandbox.local_sandbox.LocalSandbox` (weaker: bubblewrap or rlimits).
+    A backend implements :meth:`run_job` (and :meth:`close` when it holds resources) and registers itself
+    with :func:`register_sandbox`.  Backends: :class:`~calib_harness.sandbox.docker_sandbox.DockerSandbox`
+    (``docker``: fresh container per run; ``pool``: warm containers) and
+    :class:`~calib_harness.sandbox.local_sandbox.LocalSandbox` (``local``: weaker, bubblewrap or rlimits; only
+    ever used when asked for by name).  Failures of the sandbox itself raise :class:`SandboxError`; what the
+    program did (timeout, memory, output limit, ...) is the result's ``verdict``.
     """
 
     backend = "abstract"
@@ -189,8 +196,9 @@ class Sandbox:
         job = Job(code=code, files=dict(files or {}), mode=mode, argv=argv, env=dict(env or {}))
         return self.run_job(job, timeout=timeout)
 
-    def run_job(self, job: Job, timeout: float | None = None) -> ExecutionResult:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def run_job(self, job: Job, timeout: float | None = None) -> ExecutionResult:
+        """Run one job and return its result; raise :class:`SandboxError` only when the sandbox fails."""
 
     def run_many(self, jobs: Iterable[Job], timeout: float | None = None, progress: bool = False, desc: str = "sandbox") -> list[ExecutionResult]:
         jobs = list(jobs)
@@ -216,6 +224,41 @@ class Sandbox:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# ------------------------------------------------------------------------------------------- registry
+_F = TypeVar("_F", bound=Callable[..., Sandbox])
+_REGISTRY: dict[str, Callable[..., Sandbox]] = {}
+
+
+def register_sandbox(name: str) -> Callable[[_F], _F]:
+    """Register a sandbox kind: a :class:`Sandbox` subclass or a factory returning one.
+
+    >>> @register_sandbox("my-kind")  # doctest: +SKIP
+    ... class MySandbox(Sandbox): ...
+    """
+
+    def deco(factory: _F) -> _F:
+        if name in _REGISTRY and _REGISTRY[name] is not factory:
+            raise SandboxError(f"sandbox kind {name!r} is already registered")
+        _REGISTRY[name] = factory
+        return factory
+
+    return deco
+
+
+def list_sandboxes() -> list[str]:
+    """Names of the registered sandbox kinds."""
+    return sorted(_REGISTRY)
+
+
+def get_sandbox(kind: str = "auto", **kwargs: Any) -> Sandbox:
+    """Build the sandbox registered as ``kind`` with ``kwargs`` (see each backend for its arguments)."""
+    try:
+        factory = _REGISTRY[kind]
+    except KeyError:
+        raise SandboxError(f"unknown sandbox kind {kind!r}; choose one of {list_sandboxes()}") from None
+    return factory(**kwargs)
 
 
 def env_flag(name: str) -> bool:

@@ -3,27 +3,45 @@
 Every container: no network, memory (= memory+swap), pids and CPU limits, RLIMIT_FSIZE/NOFILE/CORE ulimits,
 read-only root with a size-limited tmpfs on /tmp, user 10001, all capabilities dropped,
 ``no-new-privileges``, and a label so leftovers can be found.  PID 1 is the job runner (``runner.py``,
-sent in as ``python3 -c``); jobs go in as JSON lines over the attach socket.  The runner forks a fresh
+sent in as ``python3 -c``); jobs go in as JSON lines over a stdin attach socket, and the answers come back
+through the SDK's demultiplexed attach stream (``attach(stream=True, demux=True)``), read by one thread per
+container.  The runner forks a fresh
 process per job in a fresh directory, kills the whole PID namespace and wipes /tmp after each job, and
 enforces the wall-clock timeout and output caps; the host enforces a second, looser deadline and replaces
 (removes) a container that stops answering.  Containers are always removed (``close()``, context manager,
 ``atexit``).
+
+Kinds registered here: ``docker`` (fresh container per run), ``pool`` (warm pool, ``pool_size`` 2) and
+``auto`` (``pool`` when Docker answers; otherwise it FAILS with :class:`DockerUnavailable`, naming how to start
+Docker or how to ask for the weaker ``local`` kind explicitly -- it never falls back silently).
 """
 
 from __future__ import annotations
 
 import atexit
 import json
+import logging
 import queue
-import socket
-import struct
 import threading
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Mapping
 
-from .core import RUNNER_SOURCE, DockerUnavailable, ExecutionResult, Job, Limits, Sandbox, SandboxError, job_payload, to_result
+from .core import (
+    RUNNER_SOURCE,
+    DockerUnavailable,
+    ExecutionResult,
+    Job,
+    Limits,
+    Sandbox,
+    SandboxError,
+    job_payload,
+    register_sandbox,
+    to_result,
+)
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_IMAGE = "calib-sandbox:py311"
 BIGCODEBENCH_IMAGE = "calib-sandbox:bigcodebench"
@@ -43,7 +61,11 @@ def docker_client(timeout: int = 60):
         client.ping()
         return client
     except Exception as exc:
-        raise DockerUnavailable(f"Docker daemon not reachable ({exc}); run scripts/setup_docker.sh") from exc
+        raise DockerUnavailable(
+            f"Docker daemon not reachable ({exc}); start it with `bash scripts/setup_docker.sh` (installs Docker, "
+            "starts dockerd and builds the sandbox images), or ask for the weaker local sandbox explicitly: "
+            "get_sandbox('local') / code_exec sandbox='local'"
+        ) from exc
 
 
 def docker_available() -> bool:
@@ -80,8 +102,10 @@ class _Container:
         self.client = client
         self.limits = limits
         self.container = None
-        self._frames = bytearray()  # undecoded multiplexed bytes
-        self._out = bytearray()  # runner stdout (JSON lines)
+        self._stdin = None
+        self._chunks: queue.Queue[bytes | None] = queue.Queue()  # runner stdout chunks; None = end of stream
+        self._eof = False
+        self._out = bytearray()  # runner stdout not yet split into lines (JSON lines)
         self._err = bytearray()  # runner stderr (diagnostics)
         env = {"PYTHONDONTWRITEBYTECODE": "1", "SANDBOX_WORKROOT": "/tmp"}
         env.update(extra_env or {})
@@ -114,9 +138,11 @@ class _Container:
                 labels={LABEL: "1"},
                 detach=True,
             )
-            # attach before start so that no output is buffered inside the HTTP response reader
-            self._sock_obj = client.api.attach_socket(self.container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
-            self._sock: socket.socket = getattr(self._sock_obj, "_sock", self._sock_obj)
+            # attach before start so that the runner's hello line is not missed: stdin through a raw attach
+            # socket, stdout/stderr through the SDK's demultiplexed stream, drained by a reader thread
+            self._stdin = client.api.attach_socket(self.container.id, params={"stdin": 1, "stream": 1})
+            frames = client.api.attach(self.container.id, stdout=True, stderr=True, stream=True, logs=False, demux=True)
+            threading.Thread(target=self._drain, args=(frames,), name=f"sandbox-{self.container.short_id}", daemon=True).start()
             self.container.start()
             hello = self._read_line(time.monotonic() + start_timeout)
             if hello is None or not json.loads(hello).get("ready"):
@@ -131,42 +157,43 @@ class _Container:
         self.jobs_done = 0
 
     # -- attach-stream plumbing -------------------------------------------------------------------
-    def _pump(self, deadline: float) -> bool:
-        """Read one chunk from the socket into the stream buffers; False on EOF or deadline."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        self._sock.settimeout(remaining)
+    def _drain(self, frames) -> None:
+        """Reader thread: move the SDK's ``(stdout, stderr)`` chunks into the line queue / stderr buffer."""
         try:
-            chunk = self._sock.recv(1 << 20)
-        except (socket.timeout, TimeoutError):
-            return False
-        except OSError:
-            return False
-        if not chunk:
-            return False
-        self._frames += chunk
-        while len(self._frames) >= 8:
-            stream, size = self._frames[0], struct.unpack(">I", bytes(self._frames[4:8]))[0]
-            if len(self._frames) < 8 + size:
-                break
-            payload = bytes(self._frames[8 : 8 + size])
-            del self._frames[: 8 + size]
-            (self._out if stream == 1 else self._err).extend(payload)
-        return True
+            for out, err in frames:
+                if out:
+                    self._chunks.put(out)
+                if err:
+                    self._err.extend(err)
+        except Exception as exc:  # the stream dies with the container; anything else is logged
+            if self.container is not None:
+                logger.debug("sandbox attach stream ended: %s", exc)
+        finally:
+            self._chunks.put(None)
 
     def _read_line(self, deadline: float) -> bytes | None:
+        """Next stdout line of the runner, or None on end of stream or deadline."""
         while b"\n" not in self._out:
-            if not self._pump(deadline):
+            remaining = deadline - time.monotonic()
+            if self._eof or remaining <= 0:
                 return None
+            try:
+                chunk = self._chunks.get(timeout=remaining)
+            except queue.Empty:
+                return None
+            if chunk is None:
+                self._eof = True
+                return None
+            self._out += chunk
         i = self._out.index(b"\n")
         line = bytes(self._out[:i])
         del self._out[: i + 1]
         return line
 
     def request(self, payload: dict, host_timeout: float) -> dict | None:
-        self._sock.settimeout(30)
-        self._sock.sendall(json.dumps(payload).encode() + b"\n")
+        sock = getattr(self._stdin, "_sock", self._stdin)
+        sock.settimeout(30)
+        sock.sendall(json.dumps(payload).encode() + b"\n")
         line = self._read_line(time.monotonic() + host_timeout)
         if line is None:
             return None
@@ -174,26 +201,36 @@ class _Container:
         return json.loads(line)
 
     def oom_killed(self) -> bool:
+        import docker
+
         try:
             self.container.reload()
             return bool(self.container.attrs.get("State", {}).get("OOMKilled"))
-        except Exception:
+        except docker.errors.DockerException as exc:
+            logger.warning("could not inspect sandbox container %s: %s", self.container.short_id, exc)
             return False
 
     def remove(self) -> None:
-        try:
-            if getattr(self, "_sock_obj", None) is not None:
-                self._sock_obj.close()
-        except Exception:
-            pass
-        if self.container is not None:
+        """Remove the container (this ends the attach stream and its reader thread), then close stdin."""
+        import docker
+
+        container, self.container = self.container, None
+        if container is not None:
             try:
-                self.container.remove(force=True)
-            except Exception:
+                container.remove(force=True)
+            except docker.errors.NotFound:
                 pass
-            self.container = None
+            except docker.errors.DockerException as exc:
+                logger.warning("could not remove sandbox container %s: %s", container.short_id, exc)
+        if self._stdin is not None:
+            try:
+                self._stdin.close()
+            except OSError:
+                pass
+            self._stdin = None
 
 
+@register_sandbox("docker")
 class DockerSandbox(Sandbox):
     """Docker backend.  ``pool_size=0``: a fresh container per run (created, used once, removed).
     ``pool_size=N``: N warm containers reused across runs (each run still a fresh process and directory)."""
@@ -320,10 +357,27 @@ class DockerSandbox(Sandbox):
 _LIVE: "weakref.WeakSet[DockerSandbox]" = weakref.WeakSet()
 
 
+@register_sandbox("pool")
+def pool_sandbox(image: str = DEFAULT_IMAGE, limits: Limits | None = None, pool_size: int = 2, **kwargs) -> DockerSandbox:
+    """``pool``: a :class:`DockerSandbox` with ``pool_size`` warm containers (default 2)."""
+    if pool_size < 1:
+        raise SandboxError(f"the pool sandbox needs pool_size >= 1, got {pool_size}; use kind 'docker' for none")
+    return DockerSandbox(image=image, limits=limits, pool_size=pool_size, **kwargs)
+
+
+@register_sandbox("auto")
+def auto_sandbox(image: str = DEFAULT_IMAGE, limits: Limits | None = None, pool_size: int = 2, **kwargs) -> DockerSandbox:
+    """``auto``: the Docker pool when the daemon answers; otherwise :class:`DockerUnavailable` (fail closed).
+
+    The weaker local sandbox is never chosen here: ask for it by name (``get_sandbox("local")``)."""
+    client = kwargs.pop("client", None) or docker_client()  # raises DockerUnavailable with how to fix it
+    return pool_sandbox(image=image, limits=limits, pool_size=pool_size, client=client, **kwargs)
+
+
 @atexit.register
 def _close_all() -> None:
     for s in list(_LIVE):
         try:
             s.close()
-        except Exception:
-            pass
+        except Exception as exc:  # at interpreter exit: report, never raise
+            logger.warning("closing a sandbox at exit failed: %s", exc)

@@ -1,4 +1,5 @@
-"""Local fallback: clearly weaker than Docker.  Used only when asked for or when Docker is absent.
+"""Local sandbox (kind ``local``): clearly weaker than Docker.  Used only when asked for by name -- ``auto``
+never falls back to it.
 
 Two strengths, both stated in every result (``isolated=False`` and ``warning``):
 
@@ -13,6 +14,7 @@ Two strengths, both stated in every result (``isolated=False`` and ``warning``):
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -22,7 +24,9 @@ import threading
 import time
 from typing import Mapping
 
-from .core import RUNNER_PATH, ExecutionResult, Job, Limits, Sandbox, SandboxError, job_payload, to_result
+from .core import RUNNER_PATH, ExecutionResult, Job, Limits, Sandbox, SandboxError, job_payload, register_sandbox, to_result
+
+logger = logging.getLogger(__name__)
 
 WARN_BWRAP = "weak isolation (local-bwrap): namespaces + rlimits only; no cgroup memory/pid/CPU limits; host /etc readable"
 WARN_RLIMIT = "NO isolation (local-rlimit): plain host process with rlimits; network and host files reachable"
@@ -40,7 +44,10 @@ def _bwrap_works(bwrap: str) -> bool:
         return False
 
 
+@register_sandbox("local")
 class LocalSandbox(Sandbox):
+    """Weak local execution; every result says so (``isolated=False``, ``warning``)."""
+
     isolated = False
 
     def __init__(self, limits: Limits | None = None, use_bwrap: bool | None = None, python: str | None = None, env: Mapping[str, str] | None = None):
@@ -93,8 +100,8 @@ class LocalSandbox(Sandbox):
             try:
                 self._proc.kill()
                 self._proc.wait(timeout=5)
-            except Exception:
-                pass
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                logger.warning("local sandbox runner did not stop cleanly: %s", exc)
             self._proc = None
 
     def run_job(self, job: Job, timeout: float | None = None) -> ExecutionResult:

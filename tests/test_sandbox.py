@@ -10,10 +10,23 @@ from __future__ import annotations
 import json
 import os
 import textwrap
+import warnings
 
 import pytest
 
-from calib_harness.sandbox import DEFAULT_IMAGE, DockerSandbox, Limits, LocalSandbox, SandboxError, get_sandbox, leftover_containers
+from calib_harness.sandbox import (
+    DEFAULT_IMAGE,
+    DockerSandbox,
+    ExecutionResult,
+    Limits,
+    LocalSandbox,
+    Sandbox,
+    SandboxError,
+    get_sandbox,
+    leftover_containers,
+    list_sandboxes,
+    register_sandbox,
+)
 from calib_harness.sandbox.core import DockerUnavailable
 
 from sandbox_fixtures import HOSTILE_LIMITS, docker_ok, pool, require_docker_image  # noqa: F401
@@ -266,16 +279,42 @@ def test_missing_image_is_a_clear_error(docker_ok):
         DockerSandbox("calib-sandbox:does-not-exist", client=docker_ok)
 
 
-def test_no_docker_daemon_falls_back_to_local_and_says_so(monkeypatch):
+def test_no_docker_daemon_auto_fails_closed(monkeypatch):
+    """Without Docker, ``auto`` refuses (naming how to start Docker and how to ask for ``local``) instead of
+    dropping to the unisolated sandbox; ``local`` works only when asked for by name, and says it is weak."""
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     with pytest.raises(DockerUnavailable, match="not reachable"):
         get_sandbox("docker")
-    with pytest.warns(RuntimeWarning, match="WEAK local sandbox"):
-        sb = get_sandbox("auto")
-    with sb:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning-and-continue either
+        with pytest.raises(DockerUnavailable, match=r"setup_docker\.sh.*get_sandbox\('local'\)"):
+            get_sandbox("auto")
+    with get_sandbox("local") as sb:
         r = sb.run("print('hi')")
     assert r.verdict == "ok" and r.stdout == "hi\n"
     assert r.backend.startswith("local-") and r.isolated is False and "isolation" in r.warning
+
+
+def test_sandbox_registry(monkeypatch):
+    from calib_harness.sandbox import core
+
+    monkeypatch.setattr(core, "_REGISTRY", dict(core._REGISTRY))  # the test's kind does not outlive it
+    assert {"auto", "docker", "local", "pool"} <= set(list_sandboxes())
+    with pytest.raises(SandboxError, match="unknown sandbox kind 'nope'"):
+        get_sandbox("nope")
+    with pytest.raises(TypeError, match="abstract"):
+        Sandbox()  # the ABC: a backend must implement run_job
+
+    @register_sandbox("test-echo")
+    class Echo(Sandbox):
+        backend = "echo"
+
+        def run_job(self, job, timeout=None):
+            return ExecutionResult("ok", 0, job.code, "", 0.0, self.backend, False)
+
+    assert get_sandbox("test-echo").run("print(1)").stdout == "print(1)"
+    with pytest.raises(SandboxError, match="already registered"):
+        register_sandbox("local")(Echo)
 
 
 @pytest.mark.parametrize("use_bwrap", [True, False])
