@@ -57,7 +57,8 @@ class SampleRecord:
         doc_id: stable id of the document inside the task (lm-eval's ``doc_id`` or an image id).
         model: model name as given to the harness.
         prediction: predicted option label / extracted answer / class index as text.
-        confidence: confidence in ``prediction`` (uncalibrated), in [0, 1].
+        confidence: confidence in ``prediction`` (uncalibrated), in [0, 1]; ``None`` when the source logged
+            none (stock lm-eval generation logs): post-processors that need one refuse such runs.
         score: verifier score in [0, 1] (1 = correct); may be continuous.
         gold: the given (possibly wrong) label, as text; ``None`` when the task has none.
         option_labels: labels of the options / classes, in order (multiple choice, vision).
@@ -74,7 +75,7 @@ class SampleRecord:
     doc_id: str
     model: str
     prediction: str | None
-    confidence: float
+    confidence: float | None
     score: float
     gold: str | None = None
     option_labels: tuple[str, ...] | None = None
@@ -87,7 +88,7 @@ class SampleRecord:
     def __post_init__(self) -> None:
         if not (0.0 <= self.score <= 1.0) or math.isnan(self.score):
             raise RecordError(f"{self.task}/{self.doc_id}: score must be in [0, 1], got {self.score!r}")
-        if math.isnan(self.confidence) or not (0.0 <= self.confidence <= 1.0 + 1e-9):
+        if self.confidence is not None and (math.isnan(self.confidence) or not (0.0 <= self.confidence <= 1.0 + 1e-9)):
             raise RecordError(
                 f"{self.task}/{self.doc_id}: confidence must be in [0, 1], got {self.confidence!r}"
             )
@@ -197,6 +198,8 @@ class SampleRecord:
     def feature(self, name: str) -> float:
         """A confidence feature by name; ``confidence`` is always available."""
         if name == "confidence":
+            if self.confidence is None:
+                raise RecordError(f"{self.task}/{self.doc_id}: {self.extra.get('no_confidence', 'this record carries no confidence')}")
             return float(self.confidence)
         if name in self.features:
             return float(self.features[name])
@@ -270,7 +273,16 @@ class Run:
         return [r.key for r in self.records]
 
     # -- array views used by the numeric code -----------------------------------------
+    @property
+    def has_confidence(self) -> bool:
+        """False when some record carries no confidence (e.g. read from a stock generate_until log)."""
+        return all(r.confidence is not None for r in self.records)
+
     def confidences(self) -> np.ndarray:
+        missing = [r for r in self.records if r.confidence is None]
+        if missing:
+            why = missing[0].extra.get("no_confidence", "they were written without one")
+            raise RecordError(f"run {self.model!r}: {len(missing)} of {len(self.records)} records carry no confidence: {why}")
         return np.array([r.confidence for r in self.records], dtype=np.float64)
 
     def scores(self) -> np.ndarray:
@@ -345,7 +357,7 @@ def align(*runs: Run, on_mismatch: str = "error") -> list[Run]:
         hint = ""
         if any(ts != task_sets[0] for ts in task_sets):
             hint = f" Tasks differ: {[sorted(ts) for ts in task_sets]}."
-        raise RecordError(f"runs cover different documents: {details}.{hint} Use on_mismatch='intersect' to keep the common ones.")
+        raise RecordError(f"runs cover different documents: {details}.{hint} Pass --intersect (Python: on_mismatch='intersect') to keep the common ones.")
     if not common:
         raise RecordError("runs share no (task, doc_id) keys")
     order = [k for k in runs[0].keys if k in common]

@@ -53,3 +53,36 @@ def add_seed_arg(p: argparse.ArgumentParser, what: str = "seed of the calibratio
 
 def add_no_plots_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+
+
+def add_loader_args(p: argparse.ArgumentParser, model: bool = False) -> None:
+    """How to pick records out of an lm-eval output folder (see :func:`calib_harness.lm_eval_io.load_run`)."""
+    if model:
+        p.add_argument("--model", help="model name (or its sub-folder) when the input holds several models")
+    p.add_argument(
+        "--filter",
+        metavar="NAME",
+        help="lm-eval filter whose responses to read when a task logged several (e.g. strict-match); "
+        "with one filter nothing needs saying",
+    )
+    p.add_argument(
+        "--mc-scoring",
+        choices=("acc", "acc_norm"),
+        default="acc",
+        help="option scores of stock lm-eval multiple-choice logs: acc = restricted softmax of the summed "
+        "log-likelihoods, acc_norm = length-normalised as lm-eval's acc_norm (default acc)",
+    )
+    p.add_argument(
+        "--latest",
+        action="store_true",
+        help="when a folder holds several samples files of one task, read the newest (default: error listing them)",
+    )
+
+
+def loader_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``--filter`` / ``--latest`` / ``--mc-scoring`` as keyword arguments of ``load_run``."""
+    return {
+        "filter": getattr(args, "filter", None),
+        "latest": bool(getattr(args, "latest", False)),
+        "scoring": getattr(args, "mc_scoring", None) or "acc",
+    }

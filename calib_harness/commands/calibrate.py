@@ -1,12 +1,12 @@
 """``calib-harness calibrate``: fit calibrators on one half of a run, report on both halves.
 
     calib-harness calibrate runs/arc_easy_smollm2                 # lm-eval output folder or records
-    calib-harness calibrate runs/x/records.jsonl --method all --n-bins 15 --seed 0
+    calib-harness calibrate runs/x/records.jsonl --method all --bins 15 --seed 0
     calib-harness calibrate runs/a --method temperature --apply-to runs/b   # fit on A, apply to B
     calib-harness calibrate runs/b --calibrator runs/a/calibration/calibrator_temperature.json
 
-Writes into ``--out`` (default: a ``calibration/`` folder beside the input, never over
-lm-eval's files):
+Writes into ``-o/--output`` (default: a ``calibration/`` folder beside the input, never over
+lm-eval's files; a folder holding earlier results is refused unless ``--force``):
 
 * ``metrics.json``                -- every figure of the table, per method / part / stage
 * ``calibrator_<method>.json``    -- the fitted RunCalibrator (load with ``--calibrator``)
@@ -20,12 +20,20 @@ lm-eval's files):
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from calib_harness import metrics
+from calib_harness.commands import (
+    add_bins_arg,
+    add_loader_args,
+    add_no_plots_arg,
+    add_output_args,
+    add_seed_arg,
+    loader_kwargs,
+)
+from calib_harness.outputs import CliError, prepare_output_dir, write_json, write_text
 from calib_harness.calibration import (
     METHODS,
     RunCalibrator,
@@ -55,7 +63,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("path", help="lm-eval --output_path folder, a folder with records.jsonl, or a records.jsonl")
-    p.add_argument("--model", help="model name when the input holds several models")
+    p.add_argument("--model", help="model name when the input holds several models (records or lm-eval sub-folders)")
     p.add_argument("--tasks", nargs="+", help="only these tasks of the run (default: all)")
     p.add_argument(
         "--method",
@@ -71,18 +79,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="record feature for platt/histogram/isotonic (confidence, mean_logit, ...); auto = confidence "
         "for multiple choice, mean_logit for generation",
     )
-    p.add_argument("--n-bins", type=int, default=15, help="bins for ECE and the diagrams (default 15)")
-    p.add_argument("--cal-fraction", type=float, default=0.5, help="share of samples in the calibration half")
-    p.add_argument("--seed", type=int, default=0, help="seed of the calibration/test split")
+    add_bins_arg(p, what="equal-count bins for ECE and the diagrams")
+    p.add_argument("--cal-fraction", type=float, default=0.5, help="share of samples in the calibration half (default 0.5)")
+    add_seed_arg(p)
     p.add_argument("--apply-to", metavar="PATH", help="also apply the calibrators to this run (distribution shift)")
     p.add_argument(
         "--calibrator",
         metavar="JSON",
         help="apply this saved calibrator to the whole input instead of fitting (no split)",
     )
-    p.add_argument("--out", type=Path, help="output folder (default: calibration/ beside the input)")
-    p.add_argument("--no-plot", action="store_true", help="skip the reliability diagrams")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_output_args(p, None, "metrics, calibrators, records and diagrams (default: calibration/ beside the input)")
+    add_no_plots_arg(p)
+    add_loader_args(p)
     p.set_defaults(func=run)
     return p
 
@@ -90,12 +98,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 # -- loading ------------------------------------------------------------------------------
 
 
-def load_run(path: str | Path, model: str | None = None, tasks: list[str] | None = None) -> Run:
+def load_run(path: str | Path, model: str | None = None, tasks: list[str] | None = None, **kwargs: Any) -> Run:
     """Records of one model: ``calib_harness.lm_eval_io.load_run`` (records.jsonl, a folder
     holding one, or an lm-eval ``--output_path`` folder)."""
     from calib_harness.lm_eval_io import load_run as _load
 
-    return _load(path, model=model, tasks=tasks)
+    return _load(path, model=model, tasks=tasks, **kwargs)
 
 
 def _input_files(path: Path) -> set[Path]:
@@ -178,21 +186,23 @@ def render_table(rows: list[dict[str, Any]], title: str) -> None:
 def _check_not_input(targets: list[Path], inputs: set[Path]) -> None:
     for t in targets:
         if t.resolve() in inputs:
-            raise ValueError(f"refusing to overwrite the input file {t}; pass a different --out")
+            raise CliError(f"refusing to overwrite the input file {t}; pass a different -o/--output")
 
 
 def run(args: argparse.Namespace) -> int:
     from calib_harness import plots
 
     src = Path(args.path)
-    run_a = load_run(src, model=args.model, tasks=args.tasks)
-    out: Path = args.out or default_out(src)
-    inputs = _input_files(src)
+    run_a = load_run(src, model=args.model, tasks=args.tasks, **loader_kwargs(args))
+    out: Path = Path(args.output) if args.output else default_out(src)
+    # the input's files, less an earlier run's results in the output folder (a rerun is not an overwrite)
+    inputs = {f for f in _input_files(src) if not f.is_relative_to(out.resolve())}
     if args.apply_to:
         inputs |= _input_files(Path(args.apply_to))
-    n_bins = int(args.n_bins)
+    n_bins = int(args.bins)
     if n_bins < 1:
-        raise ValueError(f"--n-bins must be >= 1, got {n_bins}")
+        raise CliError(f"--bins must be >= 1, got {n_bins}")
+    out_dir = prepare_output_dir(out, args.force, "calibrate", protect=inputs)
 
     rows: list[dict[str, Any]] = []
     summary: dict[str, Any] = {
@@ -235,13 +245,13 @@ def run(args: argparse.Namespace) -> int:
             cal_path = out / f"calibrator_{method}.json"
             rec_path = out / ("calibrated" if i == 0 else f"calibrated_{method}") / RECORDS_FILENAME
             fig_path = out / f"reliability_{method}.png"
-            targets = [cal_path, rec_path, out / "metrics.json"] + ([] if args.no_plot else [fig_path])
+            targets = [cal_path, rec_path, out / "metrics.json"] + ([] if args.no_plots else [fig_path])
             _check_not_input(targets, inputs)
             out.mkdir(parents=True, exist_ok=True)
-            cal_path.write_text(rep.calibrator.to_json())
+            write_text(cal_path, rep.calibrator.to_json())
             rep.calibrator.apply(run_a, parts=parts).save(rec_path)
             written += [cal_path, rec_path]
-            if not args.no_plot:
+            if not args.no_plots:
                 plots.split_reliability_diagram(
                     rep, fig_path, n_bins=n_bins, title=f"{run_a.model}: {plots.METHOD_TITLES[method]}"
                     + ("" if rep.feature == "option_scores" else f" on {rep.feature}")
@@ -254,7 +264,8 @@ def run(args: argparse.Namespace) -> int:
                 written.append(shift_path)
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=float))
+    write_json(out / "metrics.json", summary, indent=2)
+    out_dir.finish()
     written.append(out / "metrics.json")
     render_table(rows, f"{run_a.model} on {', '.join(run_a.tasks)}: {len(run_a)} samples, {n_bins} equal-count bins")
     for w in written:

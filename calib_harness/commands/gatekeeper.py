@@ -1,11 +1,11 @@
 """``calib-harness gatekeeper``: run the GATEKEEPER alpha sweep and write the tables and plots.
 
-    calib-harness gatekeeper sweep --pair mnist --out runs/gatekeeper
+    calib-harness gatekeeper sweep --pair mnist -o runs/gatekeeper
     calib-harness gatekeeper sweep --pair arc --alphas 0.9 0.5 0.1 --arc-eval 300
-    calib-harness gatekeeper table --out runs/gatekeeper      # rebuild tables + plots from saved variants
+    calib-harness gatekeeper table -o runs/gatekeeper         # rebuild tables + plots from saved variants
 
 The sweep is resumable: each finished variant is saved under ``<out>/<pair>/variants/`` and skipped
-on a rerun (``--force`` recomputes).
+on a rerun (``--force`` recomputes them).
 """
 
 from __future__ import annotations
@@ -15,18 +15,21 @@ from pathlib import Path
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("gatekeeper", help="GATEKEEPER confidence tuning: alpha sweep, table, plots")
+    p = subparsers.add_parser("gatekeeper", help="GATEKEEPER confidence tuning: alpha sweep, table, plots",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="gk_command", metavar="ACTION")
 
-    s = sub.add_parser("sweep", help="run (or resume) the alpha sweep on a cascade pair")
-    s.add_argument("--pair", choices=["mnist", "arc", "both"], default="both")
-    s.add_argument("--out", default="runs/gatekeeper", help="output folder (default: runs/gatekeeper)")
+    s = sub.add_parser("sweep", help="run (or resume) the alpha sweep on a cascade pair",
+                       description="Fine-tune the small model with the GATEKEEPER loss for each alpha (and a plain-CE "
+                       "control), then score deferral; resumable, each finished variant is saved.")
+    s.add_argument("--pair", choices=["mnist", "arc", "both"], default="both", help="cascade pair to tune (default both)")
+    s.add_argument("-o", "--output", dest="out", metavar="DIR", default="runs/gatekeeper", help="output folder (resumable; default: runs/gatekeeper)")
     s.add_argument("--alphas", type=float, nargs="+", default=None, help="alpha values (default per pair)")
     s.add_argument("--no-control", action="store_true", help="skip the plain-CE fine-tuning control")
-    s.add_argument("--force", action="store_true", help="recompute variants already saved")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--force", action="store_true", help="recompute (replace) the variants already saved in the output folder")
+    s.add_argument("--seed", type=int, default=0, help="seed of training and of the calibration split (default 0)")
     s.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--no-progress", action="store_true", help="no progress bars")
     g = s.add_argument_group("MNIST pair")
     g.add_argument("--mnist-stage1", type=int, default=3000, help="images for Stage 1 training of M_S")
     g.add_argument("--mnist-finetune", type=int, default=5000, help="disjoint train images for fine-tuning")
@@ -36,20 +39,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--correct-from", choices=["batch", "epoch_start"], default="batch",
                    help="which prediction defines 'correct' in the loss")
     g = s.add_argument_group("ARC-Easy pair")
-    g.add_argument("--arc-model", default="smollm2-135m")
+    g.add_argument("--arc-model", default="smollm2-135m", help="shipped short name (or local folder) of M_S (default smollm2-135m)")
     g.add_argument("--arc-train", type=int, default=320, help="ARC-Easy train questions for fine-tuning")
     g.add_argument("--arc-eval", type=int, default=200, help="ARC-Easy test docs evaluated")
     g.add_argument("--arc-cal", type=int, default=100, help="further test docs for post-hoc calibration + CC")
-    g.add_argument("--arc-steps", type=int, default=24)
-    g.add_argument("--arc-batch", type=int, default=8)
-    g.add_argument("--arc-lr", type=float, default=3e-5)
+    g.add_argument("--arc-steps", type=int, default=24, help="fine-tuning optimiser steps (default 24)")
+    g.add_argument("--arc-batch", type=int, default=8, help="fine-tuning batch size (default 8)")
+    g.add_argument("--arc-lr", type=float, default=3e-5, help="fine-tuning learning rate (default 3e-5)")
     g.add_argument("--arc-stage1", type=int, default=0,
                    help="Stage 1 (paper 4.2): CE steps on train[:arc-train] first; variants then tune on the next arc-train docs")
     g.add_argument("--large-records", default=None, help="M_L run: records.jsonl, a folder, or an lm-eval output folder (default: newest runs/**/qwen*/records.jsonl)")
     s.set_defaults(func=run_sweep)
 
-    t = sub.add_parser("table", help="rebuild table.md and plots from saved variants")
-    t.add_argument("--out", default="runs/gatekeeper")
+    t = sub.add_parser("table", help="rebuild table.md and plots from saved variants",
+                       description="Rebuild table.md and the plots of a sweep from its saved variants (no training).")
+    t.add_argument("-o", "--output", dest="out", metavar="DIR", default="runs/gatekeeper", help="folder of a sweep (default: runs/gatekeeper)")
     t.add_argument("--large-records", default=None, help="ARC M_L run: records.jsonl, a folder, or an lm-eval output folder (default: newest runs/**/qwen*/records.jsonl)")
     t.set_defaults(func=run_table)
 

@@ -11,7 +11,9 @@ from calib_harness.tasks import TASKS_DIR
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="print the task folder (for lm_eval --include_path), models and data folders")
+    p = sub.add_parser("info", help="print the task folder (for lm_eval --include_path), models and data folders",
+                       description="Where things are: the task folder (for lm_eval --include_path), the shipped models "
+                       "and their local folders, the data folders.")
     p.add_argument("--tasks-path", action="store_true", help="print only the task folder")
     p.add_argument("--demo-data", action="store_true", help="print only the shipped demo data folder")
     p.add_argument("--resolve", metavar="MODEL", help="print the local folder of a shipped model (materialised on first use)")

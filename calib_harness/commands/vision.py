@@ -1,8 +1,8 @@
 """``calib-harness vision``: run a timm classifier over images, or use the shipped MNIST pair.
 
     calib-harness vision run --model tf_efficientnet_lite0 --checkpoint lite0.pth --remap \\
-        --data imgs/ --layout imagenet --label-pattern '_(\\d+)\\.\\w+$' --output runs/lite0
-    calib-harness vision mnist-pair --output runs/mnist_pair [--report --shared-data ../shared/data]
+        --data imgs/ --layout imagenet --label-pattern '_(\\d+)\\.\\w+$' -o runs/lite0
+    calib-harness vision mnist-pair -o runs/mnist_pair [--report --shared-data ../shared/data]
 
 ``run`` writes ``records.jsonl`` (resumable: rerun the same command after an interruption);
 ``mnist-pair`` writes the shipped small/large pair's MNIST test records (from the shipped
@@ -24,42 +24,48 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="vision_command", metavar="ACTION")
 
-    r = sub.add_parser("run", help="run a timm model (local checkpoint) over an image folder")
+    r = sub.add_parser("run", help="run a timm model (local checkpoint) over an image folder",
+                       description="Run a timm classifier (local checkpoint, never downloaded) over an image folder "
+                       "and write its records (class logits as option scores); resumable.")
     r.add_argument("--model", required=True, help="timm model name, e.g. tf_efficientnet_lite0")
     r.add_argument("--checkpoint", required=True, type=Path, help="local .pth / .safetensors (never downloaded)")
     r.add_argument("--remap", action="store_true", help="map checkpoint tensors by position (other key names)")
     r.add_argument("--model-kwargs", default="{}", help='JSON for timm.create_model, e.g. \'{"num_classes": 10}\'')
     r.add_argument("--run-name", help="the records' model name (default: --model)")
     r.add_argument("--data", required=True, type=Path, help="image folder")
-    r.add_argument("--layout", choices=LAYOUTS, default="class-folders")
+    r.add_argument("--layout", choices=LAYOUTS, default="class-folders", help="how the folder gives labels (default class-folders)")
     r.add_argument("--name", help="task name in the records (default: folder name; 'imagenet' for that layout)")
     r.add_argument("--labels-csv", type=Path, help="flat/imagenet layout: CSV with file names and labels")
-    r.add_argument("--filename-column", default="filename")
-    r.add_argument("--label-column", default="label")
+    r.add_argument("--filename-column", default="filename", help="column of --labels-csv holding file names (default filename)")
+    r.add_argument("--label-column", default="label", help="column of --labels-csv holding labels (default label)")
     r.add_argument("--label-pattern", help=r"flat/imagenet layout: regex whose group 1 is the label, e.g. '_(\d+)\.\w+$'")
     r.add_argument("--glob", default="*", help="flat/imagenet layout: which files, e.g. 'imagenet_*'")
     r.add_argument("--classes", help="comma-separated class names (option labels) in index order")
     r.add_argument("--input-size", type=int, nargs="+", help="S (square) or C H W")
-    r.add_argument("--mean", type=float, nargs="+")
-    r.add_argument("--std", type=float, nargs="+")
-    r.add_argument("--crop-pct", type=float)
-    r.add_argument("--crop-mode", choices=("center", "squash", "border"))
-    r.add_argument("--interpolation", choices=("bilinear", "bicubic", "nearest"))
-    r.add_argument("--batch-size", type=int, default=32)
+    r.add_argument("--mean", type=float, nargs="+", help="normalisation mean per channel (default: the model's)")
+    r.add_argument("--std", type=float, nargs="+", help="normalisation std per channel (default: the model's)")
+    r.add_argument("--crop-pct", type=float, help="centre-crop fraction (default: the model's)")
+    r.add_argument("--crop-mode", choices=("center", "squash", "border"), help="timm crop mode (default: the model's)")
+    r.add_argument("--interpolation", choices=("bilinear", "bicubic", "nearest"), help="resize interpolation (default: the model's)")
+    r.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
     r.add_argument("--limit", type=int, help="only the first N images")
-    r.add_argument("--device", default="cpu")
-    r.add_argument("--output", required=True, type=Path, help="folder for records.jsonl (+ checkpoint while running)")
-    r.add_argument("--overwrite", action="store_true", help="discard a different run found in --output")
-    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    r.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="folder for records.jsonl (+ checkpoint while running; resumable)")
+    r.add_argument("--force", dest="overwrite", action="store_true", help="discard a different run found in the output folder")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.set_defaults(func=cmd_run)
 
-    m = sub.add_parser("mnist-pair", help="records of the shipped MNIST small/large pair (+ report)")
-    m.add_argument("--output", required=True, type=Path, help="writes small/records.jsonl and large/records.jsonl")
-    m.add_argument("--split", choices=("val", "test"), default="test")
+    m = sub.add_parser("mnist-pair", help="records of the shipped MNIST small/large pair (+ report)",
+                       description="Write the shipped MNIST small/large pair's records (from the shipped logits, no "
+                       "torch needed) and, with --report, the calibration / cascade / cleaning report.")
+    m.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="writes small/records.jsonl and large/records.jsonl")
+    m.add_argument("--force", action="store_true", help="replace earlier results in the output folder")
+    m.add_argument("--split", choices=("val", "test"), default="test", help="MNIST split (default test)")
     m.add_argument("--report", action="store_true", help="also calibration / cascade / cleaning figures and plots")
     m.add_argument("--shared-data", type=Path, default=Path("../shared/data"),
                    help="folder holding label_errors/cleanlab (for the cleaning reference)")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--seed", type=int, default=0, help="seed of the calibration/test split (default 0)")
+    m.add_argument("--no-plots", action="store_true", help="skip the PNG figures of the report")
     m.set_defaults(func=cmd_mnist_pair)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
     return p
@@ -125,16 +131,19 @@ def cmd_run(args) -> int:
 def cmd_mnist_pair(args) -> int:
     from calib_harness.vision import mnist_pair as mp
 
+    from calib_harness.outputs import prepare_output_dir
+
+    out_dir = prepare_output_dir(args.output, args.force, "vision mnist-pair")
     small, large = mp.load_pair_runs(args.split)
     for role, run in (("small", small), ("large", large)):
         path = run.save(args.output / role)
         print(f"{role}: {run.model} accuracy {run.scores().mean():.4f} -> {path}")
-    if args.report:
-        from calib_harness.vision.postprocess import evaluate_pair, mnist_reference
+    if args.report:  # the same report as LM runs (calib_harness.report.build)
+        from calib_harness.report.build import build_report
 
-        ref = mnist_reference(args.shared_data) if args.split == "test" else None
-        rep = evaluate_pair(small, large, reference=ref, seed=args.seed, plot_dir=args.output / "plots")
-        j, md = rep.save(args.output)
-        print(rep.to_markdown())
-        print(f"report -> {j}, {md}; plots -> {args.output / 'plots'}")
+        rep = build_report([small, large], args.output / "report", title="MNIST pair", small=small.model,
+                           large=large.model, data_dir=args.shared_data, seed=args.seed, mf=False,
+                           plots=not args.no_plots)
+        print(f"report -> {rep.markdown}, {rep.html}")
+    out_dir.finish()
     return 0
