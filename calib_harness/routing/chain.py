@@ -389,3 +389,314 @@ def select_setting_ltt(
     pts = router.evaluate(c, y, costs, settings=router.path_)
     sel.meta["path"] = [p.to_dict() for p in pts]
     return (None if sel.index is None else router.path_[sel.index]), sel
+
+
+# -- runs: calibrate, fit, evaluate, deploy (what ``calib-harness cascade --models`` runs) -----
+def _calibrate_runs(fit_runs, method: str, feature: str | None):
+    """One calibrator per model, fitted on ``fit_runs`` (``method="auto"``: the paper's default,
+    temperature scaling of option scores / Platt on ``mean_logit`` for generation)."""
+    from calib_harness.calibration import default_method_and_feature, fit_run_calibrator
+
+    cals = []
+    for r in fit_runs:
+        m, f = (method, feature)
+        if method == "auto":
+            m, f0 = default_method_and_feature(r)
+            f = feature or f0
+        cals.append(fit_run_calibrator(r, method=m, feature=f or "confidence"))
+    return cals
+
+
+def token_counts(runs, feature: str = "n_tokens") -> np.ndarray:
+    """``(n_models, n)`` token counts from each record's ``features[feature]`` (per-token costs)."""
+    out = []
+    for r in runs:
+        vals = [(rec.features or {}).get(feature) for rec in r.records]
+        missing = sum(v is None for v in vals)
+        if missing:
+            raise ValueError(
+                f"per-token costs need features[{feature!r}] on every record; {missing} of {len(vals)} records of "
+                f"{r.model!r} have none (use --cost-unit call)"
+            )
+        out.append(np.asarray(vals, dtype=np.float64))
+    return np.asarray(out)
+
+
+@dataclass
+class ChainResult:
+    """Everything :func:`run_chain` measured (test-half figures unless named ``cal``)."""
+
+    models: list[str]
+    costs: list[float]
+    cost_unit: str
+    n_cal: int
+    n_test: int
+    accuracies: list[float]
+    router: ChainRouter
+    curve: RoutingCurve
+    path: list[ChainPoint]
+    points: list[ChainPoint]
+    pareto: list[ChainPoint]
+    apgr_cost: float
+    deployed: ChainPoint
+    deployable: Any
+    risk: dict[str, Any] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "models": self.models,
+            "costs": self.costs,
+            "cost_unit": self.cost_unit,
+            "n_cal": self.n_cal,
+            "n_test": self.n_test,
+            "test_accuracy": dict(zip(self.models, self.accuracies)),
+            "apgr_cost": self.apgr_cost,
+            "bins_per_stage": self.router.bins_per_stage_,
+            "advantage_to": self.router.advantage_to,
+            "path": [p.to_dict() for p in self.path],
+            "pareto_front": [p.to_dict() for p in self.pareto],
+            "n_settings": len(self.points),
+            "deployed": self.deployed.to_dict(),
+            "risk_control": self.risk,
+            "meta": self.meta,
+        }
+
+    def to_markdown(self) -> str:
+        acc = ", ".join(f"`{m}` {a:.4f}" for m, a in zip(self.models, self.accuracies))
+        lines = [
+            f"Chain {' -> '.join(self.models)} ({self.cost_unit} costs {self.costs}); {self.n_cal} calibration / "
+            f"{self.n_test} test docs; test accuracy: {acc}.",
+            "",
+            f"APGR over normalised cost (path): {self.apgr_cost:.4f}; {len(self.points)} settings, "
+            f"{len(self.pareto)} on the Pareto front (test half).",
+            "",
+            "| setting (K per stage) | normalised cost | mean cost | accuracy | shares |",
+            "|---|---|---|---|---|",
+        ]
+        for p in self.pareto:
+            lines.append(
+                f"| {list(p.setting)} | {p.norm_cost:.3f} | {p.cost:.4g} | {p.accuracy:.4f} | "
+                + " / ".join(f"{s:.2f}" for s in p.shares)
+                + " |"
+            )
+        d = self.deployed
+        lines += ["", f"Deployed setting {list(d.setting)}: test accuracy {d.accuracy:.4f}, normalised cost {d.norm_cost:.3f}."]
+        if self.risk:
+            lines.append(f"Risk control: {self.risk['guarantee']}")
+        return "\n".join(lines)
+
+    def plot(self, path) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6.4, 4.6))
+        ax.scatter([p.norm_cost for p in self.points], [p.accuracy for p in self.points], s=6, c="lightgrey", label=f"all {len(self.points)} settings")
+        ax.plot([p.norm_cost for p in self.pareto], [p.accuracy for p in self.pareto], "-", c="tab:orange", lw=1.2, label="Pareto front (test)")
+        ax.plot([p.norm_cost for p in self.path], [p.accuracy for p in self.path], "o-", c="tab:red", ms=3, lw=1.6, label=f"path (fitted on cal.), APGR {self.apgr_cost:.3f}")
+        ax.plot([0, 1], [self.accuracies[0], self.accuracies[-1]], "--", c="grey", lw=1, label="random M1 / Mn")
+        ax.scatter([self.deployed.norm_cost], [self.deployed.accuracy], marker="*", s=140, c="black", zorder=5, label="deployed")
+        ax.set_xlabel("normalised cost (0 = M1 only, 1 = every model called)")
+        ax.set_ylabel("accuracy (test half)")
+        ax.set_title(" -> ".join(self.models), fontsize=9)
+        ax.legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        fig.savefig(path, dpi=130)
+        plt.close(fig)
+
+
+def run_chain(
+    runs,
+    costs: Sequence[float] | None = None,
+    cost_unit: str = "call",
+    n_bins: int = 15,
+    advantage_to: str = "next",
+    method: str = "auto",
+    feature: str | None = None,
+    cal_fraction: float = 0.5,
+    seed: int = 0,
+    max_drop: float | None = None,
+    delta: float = 0.1,
+    risk_method: str = "clopper-pearson",
+    ltt_fraction: float = 0.5,
+    deploy_cost: float = 0.5,
+) -> ChainResult:
+    """Split aligned runs (chain order), fit the chain on the calibration half, evaluate on the
+    test half, choose the deployed setting.
+
+    With ``max_drop``, the calibration half is split again (``ltt_fraction`` of it for testing):
+    calibrators and stages are fitted on the rest, and Learn-then-Test over the path picks the
+    cheapest setting whose accuracy drop against the last model is certified ``<= max_drop``
+    with probability ``>= 1 - delta``; when none is, everything goes to the last model.
+    Without it, the deployed setting is the most accurate path point (calibration half) with
+    normalised cost ``<= deploy_cost``.
+    """
+    from calib_harness.calibration import split_indices
+    from calib_harness.routing.compare import calibrator_spec
+
+    runs = list(runs)
+    m = len(runs)
+    if m < 2:
+        raise ValueError("a chain needs at least two runs")
+    costs = [float(c) for c in (costs if costs is not None else range(1, m + 1))]
+    if len(costs) != m:
+        raise ValueError(f"--costs needs one price per model: {m} models, {len(costs)} costs")
+    if cost_unit not in ("call", "token"):
+        raise ValueError("cost unit must be 'call' or 'token'")
+    n = len(runs[0])
+    cal_idx, test_idx = split_indices(n, cal_fraction, seed)
+    fit_idx, ltt_idx = cal_idx, None
+    if max_drop is not None:
+        from calib_harness.risk import split_for_ltt
+
+        a, b = split_for_ltt(len(cal_idx), ltt_fraction, seed)
+        fit_idx, ltt_idx = cal_idx[a], cal_idx[b]
+
+    def part(idx):
+        return [r.subset(idx) for r in runs]
+
+    def price(rs):
+        return cost_matrix(costs, len(rs[0]), token_counts(rs) if cost_unit == "token" else None)
+
+    fit_runs = part(fit_idx)
+    cals = _calibrate_runs(fit_runs, method, feature)
+
+    def conf(rs):
+        return [c.confidence(r) for c, r in zip(cals, rs)]
+
+    def sc(rs):
+        return [r.scores() for r in rs]
+
+    names = [r.model for r in runs]
+    router = ChainRouter(n_bins, advantage_to, names).fit(conf(fit_runs), sc(fit_runs), price(fit_runs))
+    test_runs = part(test_idx)
+    ct, yt, pt = conf(test_runs), sc(test_runs), price(test_runs)
+    curve, path_pts = router.curve(ct, yt, pt)
+    points = router.evaluate(ct, yt, pt)
+    front = pareto_front(points)
+    accs = [float(y.mean()) for y in yt]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        a_cost = chain_apgr(curve, accs[0], accs[-1])
+
+    risk = None
+    if max_drop is not None:
+        ltt_runs = part(ltt_idx)
+        setting, sel = select_setting_ltt(router, conf(ltt_runs), sc(ltt_runs), max_drop, delta, risk_method, price(ltt_runs))
+        from calib_harness.risk import guarantee_record
+
+        if setting is None:
+            setting = tuple([0] * (m - 1))
+            point = None
+        else:
+            point = {"setting": list(setting), **sel.meta["path"][sel.index]}
+        risk = guarantee_record(sel, point, f"everything to the last model ({names[-1]})")
+        risk.update(max_drop=max_drop, n_fit=int(len(fit_idx)), n_ltt=int(len(ltt_idx)),
+                    loss="max(score_last - score_answering, 0): bounds the accuracy drop against the last model")
+    else:
+        cal_pts = router.evaluate(conf(fit_runs), sc(fit_runs), price(fit_runs), settings=router.path_)
+        ok = [p for p in cal_pts if p.norm_cost <= deploy_cost + 1e-12] or [min(cal_pts, key=lambda p: p.norm_cost)]
+        setting = max(ok, key=lambda p: (p.accuracy, -p.cost)).setting
+    deployed = router.evaluate(ct, yt, pt, settings=[setting])[0]
+    specs = [calibrator_spec(c) for c in cals[:-1]]
+    meta = {"calibrators": [f"{c.method}({c.feature})" for c in cals], "costs": costs, "cost_unit": cost_unit}
+    if risk is not None:
+        meta["risk_control"] = risk
+    dep = router.deployable(setting, specs, meta)
+    dep.costs = costs
+    return ChainResult(names, costs, cost_unit, len(cal_idx), len(test_idx), accs, router, curve, path_pts, points, front,
+                       a_cost, deployed, dep, risk, {"method": method, "seed": seed, "cal_fraction": cal_fraction})
+
+
+def write_chain_outputs(result: ChainResult, out, no_plots: bool = False) -> list[str]:
+    """chain.json, chain.md, chain.png and router.json (for two models the stage's
+    :class:`~calib_harness.routing.deploy.DeployableRouter`, else a chain file)."""
+    from pathlib import Path
+
+    from calib_harness.outputs import write_json, write_text
+
+    out = Path(out)
+    write_json(out / "chain.json", result.to_dict())
+    write_text(out / "chain.md", result.to_markdown() + "\n")
+    written = ["chain.json", "chain.md"]
+    if not no_plots:
+        result.plot(out / "chain.png")
+        written.append("chain.png")
+    dep = result.deployable
+    if len(dep.stages) == 1:
+        r = dep.stages[0]
+        r.meta.update(dep.meta)
+        write_json(out / "router.json", r.to_dict())
+    else:
+        write_json(out / "router.json", dep.to_dict())
+    written.append(f"router.json (setting {list(result.deployed.setting)})")
+    return written
+
+
+# -- command line (``calib-harness cascade --models ... | --max-drop ...``) ------------------
+def add_chain_args(p) -> None:
+    """Flags of N-model chains and risk-controlled operating points on ``cascade``."""
+    g = p.add_argument_group("chains of N models and risk-controlled operating points")
+    g.add_argument("--models", nargs="+", default=None, metavar="RUN",
+                   help="runs of a chain M1 -> ... -> Mn, cheapest first (instead of --small/--large): fits Algorithm 1 at every stage, writes chain.json, chain.md, chain.png and router.json")
+    g.add_argument("--costs", nargs="+", type=float, default=None, metavar="C",
+                   help="price of each model of --models, chain order (per call, or per token with --cost-unit token; default 1 2 ... n)")
+    g.add_argument("--cost-unit", choices=["call", "token"], default="call",
+                   help="--costs are per call (default) or per token (token counts from each record's features['n_tokens'])")
+    g.add_argument("--advantage-to", choices=list(ADVANTAGE_TO), default="next",
+                   help="a chain stage's advantage of going further: against the next model (default) or the last")
+    g.add_argument("--deploy-cost", type=float, default=0.5,
+                   help="chain without --max-drop: router.json keeps the most accurate setting whose normalised cost on the calibration half is <= this (default 0.5)")
+    g.add_argument("--max-drop", type=float, default=None, metavar="EPS",
+                   help="choose router.json's operating point by Learn-then-Test: keep the most on cheaper models while the accuracy drop against the strongest model is <= EPS with probability >= 1 - --delta")
+    g.add_argument("--delta", type=float, default=0.1, metavar="D",
+                   help="allowed probability that the --max-drop guarantee fails (default 0.1)")
+    g.add_argument("--risk-method", choices=["clopper-pearson", "hb"], default="clopper-pearson",
+                   help="p-value of Learn-then-Test: exact binomial (0/1 scores; default) or Hoeffding-Bentkus (fractional scores)")
+    g.add_argument("--ltt-fraction", type=float, default=0.5,
+                   help="with --max-drop: share of the calibration half held out to test operating points; the router is fitted on the rest (default 0.5)")
+
+
+def run_chain_command(args, load) -> int:
+    """``cascade --models``: a chain (or, with two runs, the two-model cascade through the chain code)."""
+    from rich.console import Console
+
+    from calib_harness.outputs import prepare_output_dir
+    from calib_harness.records import align
+
+    console = Console()
+    runs = [load(p) for p in args.models]
+    runs = align(*runs, on_mismatch="intersect" if getattr(args, "intersect", False) else "error")
+    out_dir = prepare_output_dir(args.output, args.force, "cascade", protect=list(args.models))
+    result = run_chain(
+        runs, costs=args.costs, cost_unit=args.cost_unit, n_bins=args.bins, advantage_to=args.advantage_to,
+        method=args.method, feature=args.feature, cal_fraction=args.cal_fraction, seed=args.seed,
+        max_drop=args.max_drop, delta=args.delta, risk_method=args.risk_method, ltt_fraction=args.ltt_fraction,
+        deploy_cost=args.deploy_cost,
+    )
+    console.print(result.to_markdown())
+    written = write_chain_outputs(result, out_dir.path, no_plots=args.no_plots)
+    out_dir.finish()
+    console.print(f"wrote {', '.join(written)} to {out_dir.path}")
+    return 0
+
+
+def risk_controlled_router_json(runs, args, out) -> str:
+    """``cascade --small --large --max-drop``: router.json from Learn-then-Test (two-model chain:
+    calibrators and bins fitted on part of the calibration half, the point tested on the rest)."""
+    from pathlib import Path
+
+    result = run_chain(
+        runs, costs=args.costs, cost_unit=args.cost_unit, n_bins=args.bins, method=args.method, feature=args.feature,
+        cal_fraction=args.cal_fraction, seed=args.seed, max_drop=args.max_drop, delta=args.delta,
+        risk_method=args.risk_method, ltt_fraction=args.ltt_fraction,
+    )
+    written = write_chain_outputs(result, Path(out), no_plots=True)
+    logger.info(result.risk["guarantee"] if result.risk else "")
+    k = result.deployed.setting[0]
+    status = "guarantee met" if result.risk and result.risk["satisfied"] else "no point certified: everything to the large model"
+    return f"{written[-1].split(' (')[0]} (Learn-then-Test, K={k}, {status}; test drop {result.accuracies[-1] - result.deployed.accuracy:.4f})"
