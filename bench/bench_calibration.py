@@ -69,7 +69,7 @@ def bench_size(n: int, repeat: int) -> dict:
             c = TemperatureScaling().fit(logits[cal], gold[cal])
             return c.predict_proba(logits).max(axis=1)
         cls = {"platt": lambda: PlattScaling(logit_input=True), "histogram": HistogramBinning, "isotonic": IsotonicCalibration}[method]
-        return cls().fit(conf[cal], score[cal]).predict_proba(conf)
+        return cls().fit(conf[cal], score[cal]).predict(conf)
 
     def all_metrics(after):
         return [metrics.summary(c[idx], score[idx]) for idx in (cal, test) for c in (conf, after)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -93,18 +94,18 @@ def test_platt_matches_unregularised_logistic_regression(easy):
     lr = LogisticRegression(C=1e12, tol=1e-12, max_iter=10_000).fit(x[:, None], y)
     assert pl.a_ == pytest.approx(lr.coef_[0, 0], rel=1e-4, abs=1e-6)
     assert pl.b_ == pytest.approx(lr.intercept_[0], rel=1e-4, abs=1e-6)
-    assert np.allclose(pl.predict_proba(x), lr.predict_proba(x[:, None])[:, 1], atol=1e-6)
+    assert np.allclose(pl.predict_proba(x), lr.predict_proba(x[:, None]), atol=1e-6)  # (n, 2) as sklearn
     # calibration-in-the-large: the NLL optimum matches the mean score
-    assert pl.predict_proba(x).mean() == pytest.approx(y.mean(), abs=1e-6)
+    assert pl.predict(x).mean() == pytest.approx(y.mean(), abs=1e-6)
 
 
 def test_platt_logit_input_and_soft_labels(easy):
     conf, y = easy.confidences(), easy.scores()
     pl = PlattScaling(logit_input=True).fit(conf, y)
-    assert M.nll(pl.predict_proba(conf), y) <= M.nll(conf, y) + 1e-12
+    assert M.nll(pl.predict(conf), y) <= M.nll(conf, y) + 1e-12
     soft = np.clip(y * 0.8 + 0.1, 0, 1)
     pl_soft = PlattScaling().fit(conf, soft)
-    assert pl_soft.predict_proba(conf).mean() == pytest.approx(soft.mean(), abs=1e-6)
+    assert pl_soft.predict(conf).mean() == pytest.approx(soft.mean(), abs=1e-6)
     with pytest.raises(ValueError, match="needs x in"):
         PlattScaling(logit_input=True).fit(conf * 3, y)
     # l2 shrinks the slope
@@ -120,12 +121,44 @@ def test_histogram_binning_bins_and_values(easy):
     ref = np.bincount(b, weights=y) / np.bincount(b)
     assert np.allclose(hb.values_, ref)
     # so on its own calibration data, grouped by its own bins, confidence equals accuracy
-    pred = hb.predict_proba(conf)
+    pred = hb.predict(conf)
     assert np.allclose(np.bincount(b, weights=pred), np.bincount(b, weights=y))
     assert M.brier(pred, y) < M.brier(conf, y)
     hw = HistogramBinning(n_bins=5, binning="equal_width").fit(conf, y)
-    assert hw.edges_.size == 6 and np.isneginf(hw.edges_[0]) and np.isposinf(hw.edges_[-1])
-    assert hw.predict_proba([-5.0, 5.0]).tolist() == [hw.values_[0], hw.values_[-1]]
+    assert hw.edges_.size == 6 and np.isfinite(hw.edges_).all()  # strict JSON: no infinities
+    assert hw.predict([-5.0, 5.0]).tolist() == [hw.values_[0], hw.values_[-1]]
+    # scikit-learn's shapes: predict_proba is (n, 2) = [P(wrong), P(correct)]
+    proba = hb.predict_proba(conf)
+    assert proba.shape == (len(conf), 2) and np.allclose(proba[:, 1], pred) and np.allclose(proba.sum(axis=1), 1)
+
+
+def test_histogram_binning_with_a_third_at_one(easy):
+    """A third of the confidences exactly 1.0: they form one bin whose value is their accuracy,
+    and the other bins keep equal counts (the shared EqualCountBinner)."""
+    from calib_harness.binning import EqualCountBinner
+
+    conf, y = easy.confidences(), easy.scores()
+    rng = np.random.default_rng(3)
+    x = np.r_[conf, np.ones(conf.size // 2)]
+    yy = np.r_[y, (rng.random(conf.size // 2) < 0.93).astype(float)]
+    hb = HistogramBinning(n_bins=15).fit(x, yy)
+    binner = EqualCountBinner(15).fit(x)
+    assert np.array_equal(hb.edges_, binner.edges_) and hb.values_.size == binner.n_bins_
+    assert hb.counts_[-1] == conf.size // 2
+    assert hb.values_[-1] == pytest.approx(yy[conf.size :].mean())
+    assert hb.predict([1.0])[0] == hb.values_[-1]
+    assert (hb.predict(conf) != hb.values_[-1]).all() or hb.values_[-2] == hb.values_[-1]
+    # every calibration sample is predicted the value of the bin it was fitted in
+    assert np.array_equal(hb.predict(x), hb.values_[binner.labels_])
+
+
+def test_histogram_binning_reads_old_json_with_infinite_edges(easy):
+    conf, y = easy.confidences(), easy.scores()
+    hb = HistogramBinning(n_bins=5).fit(conf, y)
+    d = hb.to_dict()
+    d["fitted"]["edges_"] = [float("-inf"), *d["fitted"]["edges_"][1:-1], float("inf")]  # version-1 files
+    old = HistogramBinning.from_dict(d)
+    assert np.array_equal(old.predict(conf), hb.predict(conf))
 
 
 def test_histogram_binning_fills_empty_bins():
@@ -141,11 +174,12 @@ def test_isotonic_matches_sklearn(easy, challenge):
     iso = IsotonicCalibration().fit(conf, y)
     ref = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(conf, y)
     other = challenge.confidences()
-    assert np.allclose(iso.predict_proba(other), ref.predict(other), atol=1e-12)
+    assert np.allclose(iso.predict(other), ref.predict(other), atol=1e-12)
+    assert np.array_equal(iso.transform(other), iso.predict(other))
     # decreasing feature: entropy
     ent = easy.feature("entropy")
     iso_auto = IsotonicCalibration(increasing="auto").fit(ent, y)
-    out = iso_auto.predict_proba(np.sort(ent))
+    out = iso_auto.predict(np.sort(ent))
     assert np.all(np.diff(out) <= 1e-12)
 
 
@@ -164,6 +198,8 @@ def test_scalar_validation(make):
         make().fit([], [])
     with pytest.raises(NotFittedError):
         make().predict_proba([0.3])
+    with pytest.raises(NotFittedError):
+        make().predict([0.3])
 
 
 # -- JSON ----------------------------------------------------------------------------------
@@ -315,3 +351,106 @@ def test_evaluate_shift_fit_on_a_apply_to_b(easy, challenge):
     assert "shift" in rep.metrics and m["before"]["n"] == len(challenge)
     assert m["after"]["ece"] < m["before"]["ece"]
     assert rep.confidences["shift"]["after"].shape == (len(challenge),)
+
+
+# -- invariants ----------------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@functools.lru_cache(maxsize=1)
+def _easy_run() -> Run:
+    from pathlib import Path
+
+    return load_records_jsonl(Path(__file__).parent / "fixtures" / "records" / "arc_easy_dev_smollm2.jsonl")
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), frac=st.floats(0.2, 0.8))
+def test_monotone_calibrators_keep_auroc(seed, frac):
+    """Platt scaling (a > 0) is a strictly increasing map of the confidence, so the AUROC on any
+    held-out part is unchanged; isotonic regression is non-decreasing, so it can only merge
+    samples into ties (AUROC moves by ties alone, never by reordering).  Not claimed: temperature
+    scaling (not a map of the top-label confidence: it can reorder questions whose option
+    distributions differ) and histogram binning (bin means need not increase)."""
+    easy = _easy_run()
+    cal, test = split_indices(len(easy), frac, seed)
+    c_cal, c_test = easy.subset(cal), easy.subset(test)
+    y = c_test.scores() == 1
+    if y.all() or not y.any():
+        return
+    raw = c_test.confidences()
+    before = M.auroc(raw, y)
+    pl = PlattScaling(logit_input=True).fit(c_cal.confidences(), c_cal.scores())
+    if pl.a_ > 0:
+        assert M.auroc(pl.predict(raw), y) == pytest.approx(before, abs=1e-12)
+    after = IsotonicCalibration().fit(c_cal.confidences(), c_cal.scores()).predict(raw)
+    order = np.argsort(raw, kind="stable")
+    assert (np.diff(after[order]) >= -1e-12).all()  # never reorders
+    # the AUROC moves only through (correct, wrong) pairs it newly ties, by at most 1/2 each
+    p, n = raw[y][:, None], raw[~y][None, :]
+    ap, an = after[y][:, None], after[~y][None, :]
+    newly_tied = ((ap == an) & (p != n)).mean()
+    assert abs(M.auroc(after, y) - before) <= 0.5 * newly_tied + 1e-12
+
+
+def test_histogram_binning_is_not_monotone(easy):
+    """Documented: bin means can decrease, so histogram binning may reorder (and change AUROC)."""
+    hb = HistogramBinning(n_bins=15).fit(easy.confidences(), easy.scores())
+    assert (np.diff(hb.values_) < 0).any()
+
+
+# -- sample-size guards --------------------------------------------------------------------
+
+
+def test_split_refuses_too_few_records(easy):
+    from calib_harness.calibration import MIN_FIT_SAMPLES, TooFewSamplesError, minimum_records
+
+    assert minimum_records(0.5) == 2 * MIN_FIT_SAMPLES
+    with pytest.raises(TooFewSamplesError, match="too few to fit and test a calibrator.*--calibrator"):
+        evaluate_split(easy.subset(np.arange(2)), "platt", "confidence", n_bins=15)
+    with pytest.raises(TooFewSamplesError):
+        evaluate_split(easy.subset(np.arange(minimum_records(0.5) - 1)), "temperature")
+    rep = evaluate_split(easy.subset(np.arange(minimum_records(0.5))), "temperature", n_bins=15)
+    # 10 test samples in 15 bins: reported, with a warning and an interval
+    assert any("fewer than 10 per bin" in w and "--bins 1" in w for w in rep.warnings)
+    t = rep.metrics["test"]["after"]
+    assert np.isfinite([t["ece"], t["ece_lo"], t["ece_hi"], t["accuracy_lo"], t["accuracy_hi"]]).all()
+    assert rep.to_dict()["warnings"] == rep.warnings
+
+
+def test_histogram_fits_fewer_bins_on_a_small_half(easy):
+    rep = evaluate_split(easy.subset(np.arange(60)), "histogram", "confidence", n_bins=15)
+    assert rep.calibrator.calibrator.values_.size <= 3
+    assert any("histogram binning: 30 calibration samples allow 3 bin(s)" in w for w in rep.warnings)
+
+
+@pytest.mark.parametrize("kind", ["identical", "all_correct"])
+def test_degenerate_runs_give_finite_figures_and_warnings(easy, kind):
+    import dataclasses
+
+    recs = list(easy.records[:40])
+    if kind == "identical":
+        recs = [dataclasses.replace(r, confidence=0.6) for r in recs]
+        method, feature = "isotonic", "confidence"
+    else:
+        recs = [dataclasses.replace(r, score=1.0) for r in recs]
+        method, feature = "platt", "confidence"
+    run = Run(easy.model, recs, easy.source)
+    rep = evaluate_split(run, method, feature, n_bins=15)
+    for part in ("cal", "test"):
+        for stage in ("before", "after"):
+            m = rep.metrics[part][stage]
+            assert np.isfinite([m["accuracy"], m["ece"], m["brier"], m["nll"], m["ece_lo"], m["ece_hi"]]).all()
+    if kind == "all_correct":
+        assert any("only correct answers" in w for w in rep.warnings)
+        assert rep.metrics["test"]["after"]["ece"] < rep.metrics["test"]["before"]["ece"]
+
+
+def test_collapse_is_warned(easy):
+    # 10 calibration samples allow one histogram bin: every sample gets the base rate, a collapse
+    rep = evaluate_split(easy.subset(np.arange(20)), "histogram", "confidence")
+    assert any("collapsed the confidences" in w for w in rep.warnings)
+    rep_t = evaluate_split(easy, "temperature")
+    assert not any("collapsed" in w for w in rep_t.warnings)
