@@ -49,6 +49,8 @@ logger = logging.getLogger(__name__)
 
 #: Modules holding the built-in methods; imported on first registry lookup (lazy, like lm-eval).
 BUILTIN_MODULES = ("calib_harness.cleaning.methods", "calib_harness.cleaning.confident_learning")
+#: Report order of the built-in methods (others follow in registration order).
+BUILTIN_ORDER = ("top1", "high-confidence", "class-threshold", "confident-learning")
 
 _REGISTRY: dict[str, type["CleaningMethod"]] = {}
 
@@ -187,6 +189,7 @@ def get_cleaning_method(name: str) -> type[CleaningMethod]:
 
 
 def list_cleaning_methods(needs_option_scores: bool | None = None) -> list[str]:
-    """Registered names in registration order; ``needs_option_scores`` filters by requirement."""
+    """Registered names (built-ins first, in report order); ``needs_option_scores`` filters by requirement."""
     _load_builtins()
-    return [n for n, c in _REGISTRY.items() if needs_option_scores is None or c.needs_option_scores == needs_option_scores]
+    names = [n for n in BUILTIN_ORDER if n in _REGISTRY] + [n for n in _REGISTRY if n not in BUILTIN_ORDER]
+    return [n for n in names if needs_option_scores is None or _REGISTRY[n].needs_option_scores == needs_option_scores]

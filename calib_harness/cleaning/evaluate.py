@@ -7,6 +7,10 @@ Over the evaluated samples the reference covers (``n_eval``):
   (recall); NaN when the reference marks no error;
 * ``flag_rate = flagged / n_eval`` — what the paper's Figure 6 calls "detection rate" (flagged
   samples over the data set size), kept so both readings can be plotted.
+
+Precision and detection rate carry 95% Wilson score intervals
+(:func:`calib_harness.metrics.wilson_interval`): ``precision_low`` / ``precision_high`` and
+``detection_low`` / ``detection_high`` (NaN, written as ``null`` in JSON, where undefined).
 """
 
 from __future__ import annotations
@@ -17,6 +21,10 @@ import numpy as np
 
 from calib_harness.cleaning.pipeline import CleaningOutcome
 from calib_harness.cleaning.reference import POSITIVES, Reference
+from calib_harness.metrics import wilson_interval
+
+#: Level of every interval in the cleaning tables.
+INTERVAL_LEVEL = 0.95
 
 
 @dataclass
@@ -34,9 +42,42 @@ class EvalRow:
     precision: float
     detection_rate: float
     flag_rate: float
+    precision_low: float = float("nan")
+    precision_high: float = float("nan")
+    detection_low: float = float("nan")
+    detection_high: float = float("nan")
+
+    def __post_init__(self) -> None:
+        alpha = 1.0 - INTERVAL_LEVEL
+        self.precision_low, self.precision_high = wilson_interval(self.tp, self.n_flagged, alpha)
+        self.detection_low, self.detection_high = wilson_interval(self.tp, self.n_errors, alpha)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def with_interval(value: float, low: float, high: float, fmt: str = "{:.3f}") -> str:
+    """``0.412 [0.301, 0.532]`` (``n/a`` when undefined)."""
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    return f"{fmt.format(value)} [{fmt.format(low)}, {fmt.format(high)}]"
+
+
+def display_rows(rows: list[EvalRow]) -> list[dict]:
+    """Rows for printed / Markdown tables: counts, and precision / detection with 95% intervals."""
+    return [
+        {
+            "positives": r.positives,
+            "method": r.method,
+            "n_eval": r.n_eval,
+            "n_errors": r.n_errors,
+            "n_flagged": r.n_flagged,
+            "tp": r.tp,
+            "precision [95% CI]": with_interval(r.precision, r.precision_low, r.precision_high),
+            "detection [95% CI]": with_interval(r.detection_rate, r.detection_low, r.detection_high),
+        }
+        for r in rows
+    ]
 
 
 def precision_detection(flags, is_error) -> tuple[int, int, int, float, float]:

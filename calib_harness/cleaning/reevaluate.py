@@ -7,24 +7,37 @@ Three label sets over the evaluated samples, given a flag mask:
 * ``relabeled``: flagged samples whose experts agree on one answer get that answer as label;
   flagged samples without an agreed answer are dropped (nothing to replace the label with).
 
-Any run covering the evaluated documents can be scored (the paper scores models that did not
-take part in the cleaning, to keep the measurement independent).  The cascade is the
-calibrated confidence-advantage router (CC, Algorithm 1) of :mod:`calib_harness.routing`,
-fitted on the calibration half and scored on the test half of each label set
-(``compare_routers``); its figure is the best accuracy over K on the test half.
+**Independence.**  The runs scored here must have taken no part in the cleaning (the paper
+scores models that did not, to keep the measurement independent): an expert re-scored on a set
+its own answers cleaned gains accuracy by construction.  :func:`reevaluate` refuses expert runs
+unless ``allow_circular=True``; then every row they enter is labelled ``circular = True``.  The
+relabelled set never takes its labels from the run it scores: its labels come from the experts
+that are not being scored (``labels_from``); when no such expert is left, that relabelled row is
+empty and says why.
+
+The cascade is the calibrated confidence-advantage router (CC, Algorithm 1; the router
+registry's ``"CC"``), fitted on the calibration half of each label set.  Its operating point
+(K) is chosen on the calibration half -- the point with the best calibration-half accuracy --
+and its accuracy is reported on the test half at that point, never the best test-half point.
+
+Accuracies carry 95% Wilson intervals (``acc_low`` / ``acc_high``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import warnings
+import logging
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
+from calib_harness.cleaning.methods import agreed_label
 from calib_harness.cleaning.pipeline import CleaningOutcome
+from calib_harness.metrics import wilson_interval
 from calib_harness.records import RecordError, Run
+
+logger = logging.getLogger(__name__)
 
 VARIANTS = ("full", "removed", "relabeled")
 
@@ -34,23 +47,35 @@ class LabelSet:
     name: str
     keep: np.ndarray  # (n,) bool over the panel's samples
     labels: list[str]  # (n,) label text (meaningful where keep)
+    labels_from: str = "given labels"
 
 
-def label_sets(outcome: CleaningOutcome, flags) -> list[LabelSet]:
+def label_sets(outcome: CleaningOutcome, flags, exclude: Sequence[str] = ()) -> list[LabelSet]:
+    """The three label sets; the relabelled one takes its labels from the experts not in ``exclude``."""
     p = outcome.panel
     f = np.asarray(flags, dtype=bool)
     given = [p.label_name(i, int(p.given[i])) for i in range(p.n)]
-    agreed = outcome.agreed
-    relab = [p.label_name(i, int(agreed[i])) if f[i] and agreed[i] >= 0 else given[i] for i in range(p.n)]
+    others = [j for j, m in enumerate(p.models) if m not in set(exclude)]
+    if others:
+        agreed = agreed_label(p.pred[others])
+        relab = [p.label_name(i, int(agreed[i])) if f[i] and agreed[i] >= 0 else given[i] for i in range(p.n)]
+        keep_relab = ~f | (agreed >= 0)
+        src = "agreed answer of experts " + ", ".join(p.models[j] for j in others)
+    else:
+        relab, keep_relab = given, np.zeros(p.n, dtype=bool)
+        src = "none: every expert is being scored"
     return [
         LabelSet("full", np.ones(p.n, dtype=bool), given),
         LabelSet("removed", ~f, given),
-        LabelSet("relabeled", ~f | (agreed >= 0), relab),
+        LabelSet("relabeled", keep_relab, relab, src),
     ]
 
 
 def relabeled_run(run: Run, keys: Sequence[tuple[str, str]], label_set: LabelSet) -> Run:
-    """The run's records of the kept samples, with ``gold`` replaced and ``score`` recomputed."""
+    """The run's records of the kept samples, with ``gold`` replaced and ``score`` recomputed.
+
+    Where the label is unchanged the record's own score stays (a verifier's verdict); a new
+    label is scored by exact match of the prediction text."""
     by_key = {r.key: r for r in run.records}
     missing = [k for k in keys if k not in by_key]
     if missing:
@@ -59,8 +84,38 @@ def relabeled_run(run: Run, keys: Sequence[tuple[str, str]], label_set: LabelSet
     for i in np.flatnonzero(label_set.keep):
         r = by_key[keys[i]]
         lab = label_set.labels[i]
-        out.append(dataclasses.replace(r, gold=lab, score=float(r.prediction == lab)))
+        if lab == (r.gold or "") or (r.gold is not None and " ".join(r.gold.split()) == lab):
+            out.append(r)
+        else:
+            pred = None if r.prediction is None else " ".join(str(r.prediction).split())
+            out.append(dataclasses.replace(r, gold=lab, score=float(pred == lab)))
     return Run(run.model, out, run.source, dict(run.meta))
+
+
+def check_independent(outcome: CleaningOutcome, runs: Sequence[Run], allow_circular: bool) -> list[str]:
+    """The scored runs that were experts; raises unless ``allow_circular``."""
+    experts = set(outcome.panel.models)
+    circular = [r.model for r in runs if r.model in experts]
+    if circular and not allow_circular:
+        raise ValueError(
+            f"re-evaluation would re-score {', '.join(circular)}, which took part in the cleaning (experts: "
+            f"{', '.join(outcome.panel.models)}): its accuracy on a set its own answers cleaned is inflated. Pass "
+            "runs of other models with --reeval, or --allow-circular to score them anyway (the output is then "
+            "labelled circular)"
+        )
+    if circular:
+        logger.warning("circular re-evaluation: %s took part in the cleaning; rows that score it are labelled "
+                       "circular = True", ", ".join(circular))
+    return circular
+
+
+def _acc_row(label_set: LabelSet, run: Run, circular: bool) -> dict:
+    s = run.scores()
+    n = len(s)
+    acc = float(s.mean()) if n else float("nan")
+    lo, hi = wilson_interval(float(s.sum()), n) if n else (float("nan"), float("nan"))
+    return {"label_set": label_set.name, "scored": run.model, "role": "model", "n": n, "accuracy": acc,
+            "acc_low": lo, "acc_high": hi, "circular": circular, "labels_from": label_set.labels_from}
 
 
 def reevaluate(
@@ -70,37 +125,75 @@ def reevaluate(
     cascade: tuple[str, str] | None = None,
     n_bins: int = 15,
     seed: int = 0,
+    cal_fraction: float = 0.5,
+    allow_circular: bool = False,
 ) -> list[dict]:
-    """One row per label set: n kept, each run's accuracy, and (``cascade=(small, large)``
-    model names among ``runs``) the CC cascade's best test-half accuracy."""
+    """One row per (label set, scored run) -- and, with ``cascade=(small, large)`` model names
+    among ``runs``, one per label set for the CC cascade (K chosen on the calibration half).
+
+    Raises ``ValueError`` when a run took part in the cleaning, unless ``allow_circular``.
+    """
     keys = outcome.panel.keys
+    circular = set(check_independent(outcome, runs, allow_circular))
     by_model = {r.model: r for r in runs}
-    rows = []
-    for ls in label_sets(outcome, flags):
-        cleaned = {m: relabeled_run(r, keys, ls) for m, r in by_model.items()}
-        row: dict = {"label_set": ls.name, "n": int(ls.keep.sum())}
-        for m, r in cleaned.items():
-            row[f"acc[{m}]"] = float(r.scores().mean()) if len(r) else float("nan")
-        if cascade is not None:
-            row.update(_cascade_row(cleaned[cascade[0]], cleaned[cascade[1]], n_bins, seed))
-        rows.append(row)
+    if cascade is not None:
+        missing = [m for m in cascade if m not in by_model]
+        if missing:
+            raise ValueError(f"cascade models {missing} are not among the re-evaluated runs {list(by_model)}")
+    rows: list[dict] = []
+    for m, r in by_model.items():
+        for ls in label_sets(outcome, flags, exclude=[m]):
+            rows.append(_acc_row(ls, relabeled_run(r, keys, ls), m in circular))
+    if cascade is not None:
+        for ls in label_sets(outcome, flags, exclude=list(cascade)):
+            small, large = (relabeled_run(by_model[m], keys, ls) for m in cascade)
+            row = {"label_set": ls.name, "scored": f"CC {cascade[0]}->{cascade[1]}", "role": "cascade",
+                   "circular": bool(circular & set(cascade)), "labels_from": ls.labels_from}
+            row.update(_cascade_row(small, large, n_bins, seed, cal_fraction))
+            rows.append(row)
+    order = {v: i for i, v in enumerate(VARIANTS)}
+    rows.sort(key=lambda r: (r["role"] != "model", r["scored"], order[r["label_set"]]))
     return rows
 
 
-def _cascade_row(small: Run, large: Run, n_bins: int, seed: int) -> dict:
-    from calib_harness.routing.compare import compare_routers
+def _cascade_row(small: Run, large: Run, n_bins: int, seed: int, cal_fraction: float) -> dict:
+    """CC fitted on the calibration half; K = the best calibration-half point; test-half accuracy there."""
+    from calib_harness.calibration import split_runs
+    from calib_harness.routing.base import RoutingData, make_router
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        c = compare_routers(small, large, routers=["CC"], n_bins=n_bins, bins_sweep=(), method="temperature", seed=seed, progress=False)
-    cc = c.curves["CC"]
-    best = int(np.argmax(cc.accuracy))
-    return {
-        "cascade": f"CC {small.model}->{large.model}",
-        "cascade_n_test": c.n_test,
-        "test_acc_small": c.p_small,
-        "test_acc_large": c.p_large,
-        "cascade_best_acc": float(cc.accuracy[best]),
-        "cascade_best_K": int(cc.params[best]) if cc.params is not None else None,
-        "cascade_share_small": float(cc.share_small[best]),
-    }
+    n = len(small)
+    out: dict = {"n": 0, "accuracy": float("nan"), "acc_low": float("nan"), "acc_high": float("nan"),
+                 "K": None, "share_small": float("nan"), "test_acc_small": float("nan"),
+                 "test_acc_large": float("nan"), "operating_point_from": "calibration half"}
+    if n < 4:
+        out["note"] = f"{n} documents: too few for a calibration and a test half"
+        return out
+    (s_cal, s_test), (l_cal, l_test) = split_runs(small, large, cal_fraction=cal_fraction, seed=seed)
+    bins = int(max(1, min(n_bins, len(s_cal))))
+    cal, test = RoutingData.from_runs(s_cal, l_cal), RoutingData.from_runs(s_test, l_test)
+    try:
+        router = make_router("CC", n_bins=bins, seed=seed).fit(cal)
+    except ValueError as e:
+        out["note"] = f"CC could not be fitted on the calibration half: {e}"
+        return out
+    cal_curve, test_curve = router.curve(cal), router.curve(test)
+    acc_cal = np.asarray(cal_curve.accuracy, dtype=np.float64)
+    share_cal = np.asarray(cal_curve.share_small, dtype=np.float64)
+    # best calibration-half accuracy; among ties the point keeping most on the small model
+    best = int(np.lexsort((-share_cal, -acc_cal))[0])
+    ys, yl = test.small_scores, test.large_scores
+    k = None
+    if cal_curve.params is not None and test_curve.params is not None:
+        k = cal_curve.params[best]
+        j = list(test_curve.params).index(k)
+        acc, share = float(test_curve.accuracy[j]), float(test_curve.share_small[j])
+    else:
+        to_large = router.route(test, 1.0 - float(share_cal[best]))
+        acc = float(np.where(to_large, yl, ys).mean())
+        share = float(1.0 - to_large.mean())
+    n_test = len(test)
+    lo, hi = wilson_interval(acc * n_test, n_test)
+    out.update({"n": n_test, "accuracy": acc, "acc_low": lo, "acc_high": hi, "K": None if k is None else int(k),
+                "share_small": share, "test_acc_small": float(ys.mean()), "test_acc_large": float(yl.mean()),
+                "cal_accuracy_at_K": float(acc_cal[best])})
+    return out

@@ -16,10 +16,11 @@ names the methods that need option scores.
 
 Minimums: 2 x --bins documents with a given label (each calibration half needs one document
 per bin; 10 or more per bin give steady bin ranks, and the output warns below that).
---min-precision P --delta D needs --reference and at least log(D) / log(P) reference-labelled
-flagged documents in the labelled calibration half (e.g. 22 for P = 0.9, D = 0.1); fewer
-give an error that says how many.  Re-evaluation (--reeval) scores runs of models that took
-no part in the cleaning; re-scoring the experts needs --allow-circular and is labelled circular.
+--min-precision P --delta D needs --reference and, at the largest K, at least
+log(D / m) / log(P) flagged reference-labelled documents in the labelled calibration half, m the
+number of K values (e.g. 48 for P = 0.9, D = 0.1, 15 bins); fewer give an error that says how
+many.  Re-evaluation (--reeval) scores runs of models that took no part in the cleaning;
+re-scoring the experts needs --allow-circular and is labelled circular.
 
 Writes to ``-o/--output`` (default ./clean_output; a folder holding earlier results is refused
 unless ``--force``, and a rerun with ``--force`` keeps the human edits of flagged.csv):
@@ -172,6 +173,15 @@ def run(args: argparse.Namespace) -> int:
         panel, methods=args.method or list(METHODS), ks=args.k, require_agreement=agree, combine=args.combine,
         filter_by=args.filter_by, strict=args.method is not None,
     )
+    reference = load_reference(args.reference, data_dir, panel.keys) if args.reference else None
+    rc = None
+    if args.min_precision is not None:
+        from calib_harness.cleaning.risk_control import risk_controlled_flags
+
+        rc = risk_controlled_flags(
+            outcome, reference, args.min_precision, args.delta, require_agreement=agree is True,
+            positives=args.risk_positives, cal_fraction=args.risk_cal_fraction, seed=args.seed,
+        )
     # flagged.* stay until rewritten: their human-edited columns are carried over
     out_dir = prepare_output_dir(
         args.output, args.force, "clean", protect=[r for r in args.runs if Path(r).exists()],
@@ -187,16 +197,7 @@ def run(args: argparse.Namespace) -> int:
     note = option_score_note(outcome.skipped)
     if note:
         print(f"note: {note}")
-    reference = load_reference(args.reference, data_dir, panel.keys) if args.reference else None
-
-    rc = None
-    if args.min_precision is not None:
-        from calib_harness.cleaning.risk_control import risk_controlled_flags
-
-        rc = risk_controlled_flags(
-            outcome, reference, args.min_precision, args.delta, require_agreement=agree is True,
-            positives=args.risk_positives, cal_fraction=args.risk_cal_fraction, seed=args.seed,
-        )
+    if rc is not None:
         write_json(out / "risk_control.json", rc.to_dict())
         print(rc.summary_line())
 
