@@ -595,6 +595,10 @@ def run_chain(
         else:
             point = {"setting": list(setting), **sel.meta["path"][sel.index]}
         risk = guarantee_record(sel, point, f"everything to the last model ({names[-1]})")
+        if sel.index == 0:
+            risk["note"] = (f"only the most conservative point (everything to {names[-1]}) was certified: "
+                            "no setting that keeps inputs on cheaper models meets the guarantee")
+            logger.warning(risk["note"])
         risk.update(max_drop=max_drop, n_fit=int(len(fit_idx)), n_ltt=int(len(ltt_idx)),
                     loss="max(score_last - score_answering, 0): bounds the accuracy drop against the last model")
     else:
