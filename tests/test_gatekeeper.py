@@ -154,7 +154,14 @@ def test_overlap_and_auroc():
     # thin adapters: the shared metrics, plus this module's conventions for empty / degenerate groups
     assert overlap_so(same, y) == metrics.overlap_so(same, y == 1)
     assert auroc(same, y) == metrics.auroc(same, y == 1)
-    assert overlap_so([0.2, 0.9], [1, 1]) == 0.0 and auroc([0.2, 0.9], [1, 1]) == 0.5
+    # one policy for degenerate inputs (as metrics.py): undefined is NaN here, null + reason in JSON
+    assert math.isnan(overlap_so([0.2, 0.9], [1, 1])) and math.isnan(auroc([0.2, 0.9], [1, 1]))
+    ev = evaluate_confidences("untuned", None, [0.2, 0.9], [1.0, 1.0])
+    from calib_harness.outputs import dumps_strict
+
+    d = json.loads(dumps_strict(ev.to_dict()))
+    assert d["s_o"] is None and d["auroc"] is None
+    assert "every prediction is correct" in d["null_reasons"]["auroc"]
     assert math.isnan(overlap_so([0.2, 0.9, 0.5], [1, 1, 0]))  # one incorrect sample: no KDE
 
 
@@ -237,17 +244,19 @@ def smollm():
     return AutoTokenizer.from_pretrained(path), path
 
 
+@pytest.mark.slow
 def test_lm_trainer_gatekeeper_alpha0_flattens_wrong_answer_tokens(smollm, shared_data, tmp_path):
     """GatekeeperTrainer on 4 real ARC-Easy train questions: 3 steps with alpha = 0 (KL only) lower the
     loss and bring the answer tokens the model gets wrong closer to uniform; prompt tokens stay masked."""
     from transformers import AutoModelForCausalLM
 
-    from calib_harness.gatekeeper.arc import collate, load_arc_jsonl, train_examples
+    from calib_harness.gatekeeper.arc import collate, load_arc_docs, train_examples
     from calib_harness.gatekeeper.trainer import finetune_lm
 
     tok, path = smollm
     torch.set_num_threads(1)
-    docs = load_arc_jsonl(shared_data / "arc" / "ARC-Easy" / "ARC-Easy-Train.jsonl", limit=4)
+    docs = load_arc_docs("train", limit=4, data_dir=str(shared_data))
+    assert docs[0].context.startswith("Question: ") and docs[0].context.endswith("\nAnswer:")  # lm-eval's prompt
     batch = collate(train_examples(tok, docs), tok.pad_token_id)
     # prompt tokens are masked: the first label is -100 and every unmasked label is an answer token
     assert (batch["labels"][:, 0] == -100).all()
@@ -273,6 +282,7 @@ def test_lm_trainer_gatekeeper_alpha0_flattens_wrong_answer_tokens(smollm, share
     assert kl1 < kl0 * 0.8
 
 
+@pytest.mark.slow
 def test_arc_sweep_stage1_protocol_and_resume(smollm, shared_data, tmp_path):
     """The paper's two-stage protocol on real ARC-Easy docs (tiny budget): Stage 1 (CE) is trained once and
     saved, the variants start from it on the next, disjoint train docs, and a rerun reuses every record."""
@@ -280,7 +290,7 @@ def test_arc_sweep_stage1_protocol_and_resume(smollm, shared_data, tmp_path):
 
     torch.set_num_threads(1)
     cfg = ArcSweepConfig(alphas=(0.5,), n_train=4, n_eval=8, n_cal=0, max_steps=1, batch_size=4, lr=1e-4, control=False,
-                         stage1_steps=1, arc_dir=str(shared_data / "arc" / "ARC-Easy"), large_records=str(tmp_path / "none.jsonl"))
+                         stage1_steps=1, data_dir=str(shared_data), oracle_large=True, device="cpu")
     md = run_arc_sweep(tmp_path, cfg, progress=False)
     folder = tmp_path / "arc_easy"
     stage1 = json.loads((folder / "stage1_model" / "stage1.json").read_text())
@@ -288,7 +298,7 @@ def test_arc_sweep_stage1_protocol_and_resume(smollm, shared_data, tmp_path):
     untuned = json.loads((folder / "records" / "untuned" / "meta.json").read_text())["note"]
     tuned = json.loads((folder / "records" / "alpha_0.5" / "meta.json").read_text())["note"]
     assert "after Stage 1" in untuned and "train[4:8]" in tuned and "after Stage 1" in tuned
-    assert "| gatekeeper | 0.5 |" in md and "| untuned |" in md
+    assert "| gatekeeper | 0.500 |" in md and "| untuned |" in md and "g_NENT" in md and "oracle M_L" in md
     # resumable: nothing is retrained or rescored on a rerun
     mtimes = {p: p.stat().st_mtime for p in folder.glob("records/*/records.jsonl")}
     stage1_mtime = (folder / "stage1_model" / "config.json").stat().st_mtime
@@ -298,3 +308,41 @@ def test_arc_sweep_stage1_protocol_and_resume(smollm, shared_data, tmp_path):
     # a Stage-1 model trained with other settings is never reused silently
     with pytest.raises(ValueError, match="stage1_model was trained with"):
         run_arc_sweep(tmp_path, dataclasses.replace(cfg, stage1_steps=2), progress=False)
+
+
+@pytest.mark.slow
+def test_arc_records_come_from_lm_eval(smollm, shared_data, fixtures_dir):
+    """The GATEKEEPER ARC path scores through lm-eval's own task: on the same docs its records equal those of a
+    stock lm-eval run of calib_arc_easy (the committed fixture), plus g_NENT's entropy feature."""
+    from transformers import AutoModelForCausalLM
+
+    from calib_harness.gatekeeper.arc import evaluate_lm_eval, load_arc_docs, nent_confidence
+    from calib_harness.lm_eval_io import load_run
+
+    tok, path = smollm
+    torch.set_num_threads(1)
+    stock = load_run(fixtures_dir / "records" / "lm_eval_arc_easy_smollm2")
+    docs = load_arc_docs("test", limit=6, offset=3, data_dir=str(shared_data))
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    run = evaluate_lm_eval(model, tok, docs, "smollm2-135m", batch_size=4, data_dir=str(shared_data))
+    assert [r.doc_id for r in run.records] == [str(i) for i in range(3, 9)]
+    by = {r.doc_id: r for r in stock.records}
+    for r in run.records:
+        s = by[r.doc_id]
+        assert (r.prediction, r.gold, r.score) == (s.prediction, s.gold, s.score)
+        assert np.allclose(r.option_scores, s.option_scores, atol=1e-3)
+        assert r.features["mean_entropy"] > 0
+    g = nent_confidence(run, len(tok))
+    assert ((0 < g) & (g < 1)).all()
+
+
+def test_large_model_must_be_given():
+    from calib_harness.gatekeeper.sweep import check_large
+
+    with pytest.raises(ValueError, match="--large-records RUN .* or --oracle-large"):
+        check_large(None, False)
+    with pytest.raises(ValueError, match="not both"):
+        check_large("x", True)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        check_large("/nonexistent/records.jsonl", False)
+    check_large(None, True)

@@ -48,13 +48,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--arc-lr", type=float, default=3e-5, help="fine-tuning learning rate (default 3e-5)")
     g.add_argument("--arc-stage1", type=int, default=0,
                    help="Stage 1 (paper 4.2): CE steps on train[:arc-train] first; variants then tune on the next arc-train docs")
-    g.add_argument("--large-records", default=None, help="M_L run: records.jsonl, a folder, or an lm-eval output folder (default: newest runs/**/qwen*/records.jsonl)")
+    g.add_argument("--large-records", default=None, help="M_L run: records.jsonl, a folder, or an lm-eval output folder of calib_arc_easy (required unless --oracle-large)")
+    g.add_argument("--oracle-large", action="store_true", help="no M_L run: use an oracle large model (p_l = 1); the table says so")
+    g.add_argument("--device", default="auto", help="torch device for the ARC pair (auto: cuda when available, else cpu)")
     s.set_defaults(func=run_sweep)
 
     t = sub.add_parser("table", help="rebuild table.md and plots from saved variants",
                        description="Rebuild table.md and the plots of a sweep from its saved variants (no training).")
     t.add_argument("-o", "--output", dest="out", metavar="DIR", default="runs/gatekeeper", help="folder of a sweep (default: runs/gatekeeper)")
-    t.add_argument("--large-records", default=None, help="ARC M_L run: records.jsonl, a folder, or an lm-eval output folder (default: newest runs/**/qwen*/records.jsonl)")
+    t.add_argument("--large-records", default=None, help="ARC M_L run: records.jsonl, a folder, or an lm-eval output folder (required for ARC unless --oracle-large)")
+    t.add_argument("--oracle-large", action="store_true", help="ARC: score against an oracle large model (p_l = 1)")
     t.set_defaults(func=run_table)
 
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
@@ -79,7 +82,8 @@ def run_sweep(args) -> int:
     if args.pair in ("arc", "both"):
         cfg = ArcSweepConfig(model=args.arc_model, n_train=args.arc_train, n_eval=args.arc_eval, n_cal=args.arc_cal,
                              max_steps=args.arc_steps, batch_size=args.arc_batch, lr=args.arc_lr, seed=args.seed,
-                             control=not args.no_control, large_records=args.large_records, stage1_steps=args.arc_stage1)
+                             control=not args.no_control, large_records=args.large_records, stage1_steps=args.arc_stage1,
+                             oracle_large=args.oracle_large, device=args.device)
         if args.alphas:
             cfg.alphas = tuple(args.alphas)
         print(run_arc_sweep(args.out, cfg, progress=progress, force=args.force))
@@ -100,7 +104,7 @@ def run_table(args) -> int:
             print(f"wrote {path}")
     if (out / "arc_easy" / "records" / "untuned").exists():
         found = True  # metrics are recomputed from the saved records (M_L records may have appeared since)
-        print(score_arc_folder(out / "arc_easy", args.large_records))
+        print(score_arc_folder(out / "arc_easy", args.large_records, oracle_large=args.oracle_large))
     if not found:
         raise FileNotFoundError(f"no saved variants under {out}/mnist or {out}/arc_easy")
     return 0

