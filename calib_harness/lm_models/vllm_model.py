@@ -1,76 +1,115 @@
 """``calib-vllm``: lm-eval's ``vllm`` model that also returns the token figures of each generated answer.
 
-Imported lazily (``calib_harness.lm_models`` registers ``calib-vllm`` as a placeholder), so the
-package works without vLLM; install it with ``pip install 'calib-harness[vllm]'``.
+Install vLLM with ``make vllm`` (the CPU build without a GPU, the CUDA build with one).  Without
+it, ``--model calib-vllm`` stops with a one-line error naming that target
+(:mod:`calib_harness.lm_models.vllm_entry`).
 
-What it records, per generated token, from vLLM's sampled-token log-probabilities
-(``SamplingParams(logprobs=capture_topk)``; vLLM returns the sampled token's entry plus the top-k):
+Everything lm-eval's ``vllm`` model does stays as it is -- tokenisation, batching, stop sequences,
+log-likelihoods (``prompt_logprobs``), tensor / pipeline parallelism (``tensor_parallel_size``,
+``pipeline_parallel_size`` go to ``vllm.LLM``) and data parallelism (``data_parallel_size``: lm-eval
+runs one engine per replica through Ray).  Only ``generate_until`` / ``_model_generate`` change: each
+generation request also asks for the sampled token's log-probability plus the top-``capture_topk``
+(:mod:`.topk` turns them into per-token figures).
 
-* ``capture_mode=raw_logits`` (default, needs a vLLM with ``LLM(logprobs_mode=...)``, >= 0.10.2):
-  the returned values are *raw logits*, so ``mean_logit`` is exact; log-probabilities are
-  ``logit - logsumexp(top-k logits)`` and entropies those of the renormalised top-k: both are
-  approximations (the log-probability is an upper bound; tight when the top-k hold most of the mass).
-* ``capture_mode=raw_logprobs`` (also used by a vLLM without ``logprobs_mode``): log-probabilities
-  of the raw distribution are exact (mean / sum log-prob, confidence); the entropy is the top-k
-  approximation and ``mean_logit`` is unavailable (NaN).
+model_args of its own:
 
-The figures that are approximate are listed in the capture's ``approx`` (and in the record's
-``details.approx_features``).  Not run in the session that wrote it (no GPU, vLLM not installed):
-only its import-without-vLLM path is tested; the token alignment and the filter / cache / reorder
-plumbing are shared with ``calib-hf`` (:mod:`._capture`), which is tested.
+* ``capture_mode=raw_logprobs`` (default) | ``raw_logits``.  vLLM's ``logprobs_mode`` is engine-wide
+  and governs ``prompt_logprobs`` too, so it decides what log-likelihood requests get:
 
-Usage: ``calib-lm-eval --model calib-vllm --model_args pretrained=...,capture_topk=20 ...``.
+  - ``raw_logprobs``: log-likelihoods (multiple choice) exact; generation log-probabilities exact;
+    ``mean_logit`` absent (the record says why in ``details.absent_features``): vLLM returns no raw
+    logits in this mode.
+  - ``raw_logits``: generation only.  ``mean_logit`` exact (and log-probabilities / entropy exact with
+    ``capture_topk=-1``).  A log-likelihood request is refused (it would sum raw logits).
+* ``capture_topk=20``: how many top tokens per step; ``-1`` = the whole vocabulary (entropy exact,
+  costlier).  Approximate figures are named in the record's ``details.approx_features``
+  (``entropy:top-20``).
+
+``logprobs_mode`` given directly must be one of the raw modes (the processed ones apply temperature /
+top-p, which is not the model's own distribution), and must agree with ``capture_mode``.
+
+Usage: ``calib-lm-eval --model calib-vllm --model_args pretrained=smollm2-135m,dtype=float32 ...``.
 """
 
 from __future__ import annotations
 
-from lm_eval.api.registry import register_model
+import logging
+
 from lm_eval.models.vllm_causallms import VLLM  # imports vllm
 
+from calib_harness.outputs import CliError
+
 from ._capture import CaptureMixin, CaptureRow
-from .topk import MODES, _lp_value, step_from_topk
+from .topk import FULL_VOCAB, MODES, approx_and_absent, step_from_values
+
+logger = logging.getLogger(__name__)
 
 
-@register_model("calib-vllm")
 class CalibVLLM(CaptureMixin, VLLM):
+    """Registered as ``calib-vllm`` by :mod:`calib_harness.lm_models` (target :mod:`.vllm_entry`)."""
+
     CAPTURE_BACKEND = "vllm"
 
-    def __init__(self, *args, capture_mode: str = "raw_logits", capture_topk: int = 20, **kwargs):
-        if capture_mode not in MODES:
-            raise ValueError(f"calib-vllm: capture_mode must be one of {MODES}, got {capture_mode!r}")
-        self._calib_topk = int(capture_topk)
-        supported = _has_logprobs_mode()
-        if supported:
-            kwargs.setdefault("logprobs_mode", capture_mode)
-            kwargs.setdefault("max_logprobs", max(self._calib_topk, 20))
-        self._calib_mode = kwargs.get("logprobs_mode", capture_mode) if supported else "raw_logprobs"
-        if self._calib_mode not in MODES:
-            raise ValueError(f"calib-vllm: logprobs_mode {self._calib_mode!r} is not a raw mode {MODES}")
+    def __init__(self, *args, capture_mode: str | None = None, capture_topk: int = 20, **kwargs):
+        given = kwargs.get("logprobs_mode")
+        if given is not None and given not in MODES:
+            raise CliError(f"calib-vllm: logprobs_mode={given} is not a raw mode; use capture_mode=raw_logprobs "
+                           "(log-likelihoods and generation) or capture_mode=raw_logits (generation only)")
+        mode = capture_mode or given or "raw_logprobs"
+        if mode not in MODES:
+            raise CliError(f"calib-vllm: capture_mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if given is not None and given != mode:
+            raise CliError(f"calib-vllm: logprobs_mode={given} contradicts capture_mode={mode}; give only capture_mode")
+        topk = int(capture_topk)
+        if topk < 1 and topk != FULL_VOCAB:
+            raise CliError(f"calib-vllm: capture_topk must be >= 1 or -1 (whole vocabulary), got {topk}")
+        self._calib_mode, self._calib_topk = mode, topk
+        self._calib_approx, self._calib_absent = approx_and_absent(mode, topk)
+        kwargs["logprobs_mode"] = mode
+        cap = int(kwargs.get("max_logprobs", 20))
+        kwargs["max_logprobs"] = FULL_VOCAB if topk == FULL_VOCAB or cap == FULL_VOCAB else max(cap, topk)
         super().__init__(*args, **kwargs)
 
     def _calib_decode(self, tokens):
         return self.tokenizer.decode(tokens, skip_special_tokens=True)
 
+    # ------------------------------------------------------------------ log-likelihoods
+    def _refuse_raw_logits(self) -> None:
+        if self._calib_mode == "raw_logits":
+            raise CliError(
+                "calib-vllm: capture_mode=raw_logits makes vLLM return raw logits for prompt tokens too, which "
+                "would corrupt every log-likelihood (multiple-choice) score; run these tasks with "
+                "capture_mode=raw_logprobs (the default)"
+            )
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        self._refuse_raw_logits()
+        return super().loglikelihood(requests, disable_tqdm=disable_tqdm)
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+        self._refuse_raw_logits()
+        return super().loglikelihood_rolling(requests, disable_tqdm=disable_tqdm)
+
+    # ------------------------------------------------------------------ generation
     def _model_generate(self, requests, generate=False, sampling_params=None):
         if not generate or sampling_params is None:
             return super()._model_generate(requests, generate=generate, sampling_params=sampling_params)
         sps = sampling_params if isinstance(sampling_params, list) else [sampling_params] * len(requests)
         for sp in sps:
-            sp.logprobs = max(int(sp.logprobs or 0), self._calib_topk)
+            sp.logprobs = FULL_VOCAB if self._calib_topk == FULL_VOCAB else max(int(sp.logprobs or 0), self._calib_topk)
         outputs = super()._model_generate(requests, generate=True, sampling_params=sps)
-        rows = []
-        approx = ("logprob", "entropy") if self._calib_mode == "raw_logits" else ("entropy", "logit_unavailable")
-        for out in outputs:
-            o = out.outputs[0]
-            toks = list(o.token_ids)
-            lg, lp, en = [], [], []
-            for t, step in zip(toks, o.logprobs or []):
-                vals = {int(k): _lp_value(v) for k, v in step.items()}
-                a, b, c = step_from_topk(vals[t], list(vals.values()), self._calib_mode)
-                lg.append(a), lp.append(b), en.append(c)
-            rows.append(CaptureRow(toks[: len(lg)], lg, lp, en, approx))
-        self._calib_stash(rows)
+        self._calib_stash([self._row(out.outputs[0]) for out in outputs])
         return outputs
+
+    def _row(self, o) -> CaptureRow:
+        toks = list(o.token_ids)
+        lg, lp, en = [], [], []
+        for t, (sampled, values) in zip(toks, _steps(o.logprobs or [], toks)):
+            a, b, c = step_from_values(sampled, values, self._calib_mode)
+            lg.append(a), lp.append(b), en.append(c)
+        n = len(lp)
+        return CaptureRow(toks[:n], None if self._calib_mode == "raw_logprobs" else lg, lp, en,
+                          self._calib_approx, self._calib_absent)
 
     def generate_until(self, requests, disable_tqdm: bool = False):
         if self.think_end_token:
@@ -78,9 +117,22 @@ class CalibVLLM(CaptureMixin, VLLM):
         return self._calib_generate_until(super().generate_until, requests, disable_tqdm=disable_tqdm)
 
 
-def _has_logprobs_mode() -> bool:
-    try:
-        from vllm.engine.arg_utils import EngineArgs
-    except ImportError:  # pragma: no cover
-        return False
-    return "logprobs_mode" in getattr(EngineArgs, "__dataclass_fields__", {})
+def _steps(logprobs, toks):
+    """(sampled value, values of the distinct returned tokens) per generated token.
+
+    Reads vLLM's ``FlatLogprobs`` arrays directly when given them (no per-token dicts): each
+    position holds the sampled token first, then the top-k (which may repeat it)."""
+    flat = getattr(logprobs, "start_indices", None)
+    if flat is not None:
+        ids, vals = logprobs.token_ids, logprobs.logprobs
+        for pos, (a, b) in enumerate(zip(logprobs.start_indices, logprobs.end_indices)):
+            sampled = float(vals[a])
+            rest = vals[a + 1 : b]
+            if ids[a] in ids[a + 1 : b]:
+                yield sampled, [float(v) for v in rest]
+            else:
+                yield sampled, [sampled, *map(float, rest)]
+        return
+    for t, step in zip(toks, logprobs):
+        values = {int(k): float(getattr(v, "logprob", v)) for k, v in step.items()}
+        yield values[int(t)], list(values.values())
