@@ -55,6 +55,10 @@ BUILTIN_ORDER = ("top1", "high-confidence", "class-threshold", "confident-learni
 _REGISTRY: dict[str, type["CleaningMethod"]] = {}
 
 
+class MethodNotApplicable(ValueError):
+    """A method cannot run on this panel (e.g. one class only); ``run_methods`` skips it and says why."""
+
+
 @dataclass
 class MethodResult:
     """One method at one setting (cleanlab's ``find_label_issues`` shape).

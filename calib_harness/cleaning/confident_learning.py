@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from calib_harness.cleaning.base import CleaningMethod, MethodResult, register_cleaning_method
+from calib_harness.cleaning.base import CleaningMethod, MethodNotApplicable, MethodResult, register_cleaning_method
 
 if TYPE_CHECKING:  # pragma: no cover
     from calib_harness.cleaning.experts import ExpertPanel
@@ -90,6 +90,8 @@ class ConfidentLearning(CleaningMethod):
 
     def find_label_issues(self, panel: "ExpertPanel") -> list[MethodResult]:
         self.check_panel(panel)
+        if np.unique(panel.given).size < 2:
+            raise MethodNotApplicable("cleanlab needs at least 2 classes among the given labels; these samples have one")
         out = []
         for fb in self.filter_by:
             res = confident_learning(panel.probs, panel.given, fb)

@@ -306,9 +306,10 @@ def build_panel(
     n_cal_min = min(int(t.count.sum()) for ft in tables for t in ft)
     warn = []
     if n_cal_min < FEW_DOCS_PER_BIN * n_bins:
+        better = max(1, n_cal_min // FEW_DOCS_PER_BIN)
         warn.append(
             f"{n_cal_min} calibration documents for {n_bins} bins (< {FEW_DOCS_PER_BIN} per bin): the bins' accuracy "
-            f"ranks are noisy; fewer --bins (e.g. {max(1, n_cal_min // FEW_DOCS_PER_BIN)}) give steadier ranks"
+            "ranks are noisy" + (f"; fewer --bins (e.g. {better}) give steadier ranks" if better < n_bins else "")
         )
     if min(min(e) for e in effective) < n_bins:
         warn.append(

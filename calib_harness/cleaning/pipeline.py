@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from calib_harness.cleaning.base import MethodResult, get_cleaning_method, list_cleaning_methods
+from calib_harness.cleaning.base import MethodNotApplicable, MethodResult, get_cleaning_method, list_cleaning_methods
 from calib_harness.cleaning.confident_learning import CLResult
 from calib_harness.cleaning.experts import ExpertPanel
 from calib_harness.cleaning.methods import min_k
@@ -89,11 +89,15 @@ class CleaningOutcome:
 
 
 def option_score_note(skipped: Mapping[str, str]) -> str:
-    """The one line naming the methods that could not run for lack of option scores."""
-    if not skipped:
-        return ""
-    return (f"methods {', '.join(skipped)} need option scores (multiple-choice or vision records with per-option "
-            "log-likelihoods or logits); these records carry a prediction and a confidence only, so they were skipped")
+    """The one line naming the methods that could not run for lack of option scores (and any
+    skipped for another reason)."""
+    lacking = [m for m, why in skipped.items() if why == "needs option scores"]
+    others = "; ".join(f"{m} skipped: {why}" for m, why in skipped.items() if why != "needs option scores")
+    if not lacking:
+        return others
+    return (f"methods {', '.join(lacking)} need option scores (multiple-choice or vision records with per-option "
+            "log-likelihoods or logits); these records carry a prediction and a confidence only, so they were skipped"
+            + (f"; {others}" if others else ""))
 
 
 def _builtin_params(name: str, ks, require_agreement, combine, filter_by) -> dict[str, Any]:
@@ -133,13 +137,18 @@ def run_methods(
         raise ValueError(f"unknown methods {sorted(unknown)}; choose from {known}")
     results: list[MethodResult] = []
     skipped: dict[str, str] = {}
+    other: dict[str, str] = {}  # methods that cannot run on these samples for another reason
     for name in dict.fromkeys(methods):
         cls = get_cleaning_method(name)
         if cls.needs_option_scores and not panel.has_option_scores:
             skipped[name] = "needs option scores"
             continue
         kwargs = {**_builtin_params(name, ks, require_agreement, combine, filter_by), **dict((params or {}).get(name, {}))}
-        results.extend(cls(**kwargs).find_label_issues(panel))
+        try:
+            results.extend(cls(**kwargs).find_label_issues(panel))
+        except MethodNotApplicable as e:
+            other[name] = str(e)
+            logger.warning("cleaning method %s skipped: %s", name, e)
     if skipped:
         note = option_score_note(skipped)
         if strict or not results:
@@ -149,5 +158,7 @@ def run_methods(
     pred, given = panel.pred, panel.given
     mk = min_k(pred, given, panel.ranks, False)
     mka = min_k(pred, given, panel.ranks, True)
+    if not results:
+        raise ValueError(f"no cleaning method could run: {other}")
     score = 1.0 - panel.disagreement_quality()
-    return CleaningOutcome(panel, results, mk, mka, panel.agreed(), score, skipped)
+    return CleaningOutcome(panel, results, mk, mka, panel.agreed(), score, {**skipped, **other})

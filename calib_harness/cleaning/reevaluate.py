@@ -159,8 +159,12 @@ def reevaluate(
 def _cascade_row(small: Run, large: Run, n_bins: int, seed: int, cal_fraction: float) -> dict:
     """CC fitted on the calibration half; K = the best calibration-half point; test-half accuracy there."""
     from calib_harness.calibration import split_runs
+    from calib_harness.records import align
     from calib_harness.routing.base import RoutingData, make_router
 
+    # one document order, (task, doc_id), whatever order the panel used: the split depends on it
+    small = small.subset(sorted(range(len(small)), key=lambda i: small.records[i].key))
+    small, large = align(small, large)
     n = len(small)
     out: dict = {"n": 0, "accuracy": float("nan"), "acc_low": float("nan"), "acc_high": float("nan"),
                  "K": None, "share_small": float("nan"), "test_acc_small": float("nan"),
