@@ -148,8 +148,11 @@ def on_grid(curve: RoutingCurve, p_small: float, p_large: float, grid_size: int 
 def knots(curve: RoutingCurve, p_small: float, p_large: float) -> tuple[np.ndarray, np.ndarray]:
     """(cost, accuracy) knots of the piecewise-linear curve: sorted by cost, equal costs
     averaged, end points ``(0, p_small)`` and ``(1, p_large)`` added when missing."""
-    ucost, inv = np.unique(np.round(curve.cost, 12), return_inverse=True)
-    uacc = np.bincount(inv, weights=curve.accuracy) / np.bincount(inv)
+    cost = curve.cost
+    _, inv = np.unique(np.round(cost, 12), return_inverse=True)  # float noise: same cost
+    cnt = np.bincount(inv)
+    ucost = np.bincount(inv, weights=cost) / cnt  # the costs themselves, not their rounding
+    uacc = np.bincount(inv, weights=curve.accuracy) / cnt
     if ucost.size == 0 or ucost[0] > 0:
         ucost, uacc = np.r_[0.0, ucost], np.r_[p_small, uacc]
     if ucost[-1] < 1:
