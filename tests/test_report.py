@@ -8,7 +8,10 @@ import subprocess
 import numpy as np
 import pytest
 
+from calib_harness.outputs import Null
 from calib_harness.report.build import build_report
+from calib_harness.report.document import Document, Section, to_html, to_markdown
+from calib_harness.report.tables import Table, render
 from calib_harness.vision.mnist_pair import load_pair_runs
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -38,6 +41,44 @@ def test_report_has_every_section_and_real_numbers(mnist_report):
         assert rep["metrics"]["test"]["after"]["ece"] < rep["metrics"]["test"]["before"]["ece"], model
     assert (mnist_report.markdown.parent / "cascade_curves.png").stat().st_size > 10_000
     assert (mnist_report.markdown.parent / "cleaning_flagged.csv").exists()
+
+
+def test_report_shows_what_the_stages_add(mnist_report):
+    """Data-driven: the intervals and roles that routing / metrics put in their dicts reach the tables."""
+    md = mnist_report.markdown.read_text()
+    cascade = md.split("## Cascade")[1].split("## Label cleaning")[0]
+    row_cc = next(line for line in cascade.splitlines() if line.startswith("| CC |"))
+    assert row_cc.count("[") >= 2  # APGR and s_d with their 95% intervals
+    n = mnist_report.numbers
+    if n["cascade"].get("roles"):
+        assert "Roles:" in cascade or any(str(v) in cascade for v in n["cascade"]["roles"].values())
+    runs = md.split("## Runs")[1].split("## Calibration")[0]
+    assert runs.count("[") >= 4  # accuracy and ECE intervals of both runs
+
+
+def test_one_table_renderer_three_formats():
+    t = Table.from_dicts("t", [{"router": "CC", "APGR": 0.71234, "APGR_ci": [0.6, 0.8], "s_d": None,
+                                "null_reasons": {"s_d": "same accuracy"}, "n": 3},
+                               {"router": "a|b", "APGR": float("nan"), "s_d": Null("one class"), "n": 4}])
+    assert t.columns == ["router", "APGR", "s_d", "n"]
+    md = render(t, "markdown")
+    assert "| CC | 0.712 [0.600, 0.800] | n/a (same accuracy) | 3 |" in md and "a\\|b" in md
+    assert "n/a (one class)" in md and "| n/a |" in md
+    txt = render(t, "text").splitlines()
+    assert txt[1].split() == ["router", "APGR", "s_d", "n"] and len({len(x) for x in txt[2:]}) <= 2
+    html = render(t, "html")
+    assert "<td>0.712 [0.600, 0.800]</td>" in html and "a|b" in html
+    with pytest.raises(ValueError, match="unknown table format"):
+        render(t, "latex")
+
+
+def test_templates_escape_html_but_not_markdown(tmp_path):
+    doc = Document("<T&C>", "intro <b>", [Section("S <1>", "a < b", tables=[Table("x<y", ["c<"], [["<v>"]])])])
+    page = to_html(doc)
+    assert "<T&C>" not in page and "&lt;T&amp;C&gt;" in page and "<td>&lt;v&gt;</td>" in page
+    assert 'id="s-1"' in page
+    md = to_markdown(doc, tmp_path)
+    assert md.startswith("# <T&C>") and "| <v> |" in md
 
 
 def test_html_is_self_contained(mnist_report):

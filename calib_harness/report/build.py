@@ -1,4 +1,6 @@
-"""``build_report``: the whole post-processing of a set of runs, as one Markdown + HTML report.
+"""``build_report``: the whole post-processing of a set of runs -- LM or vision -- as one Markdown + HTML
+report.  This is THE report pipeline: ``calib-harness report``, ``calib-harness vision mnist-pair --report``
+and the demo all go through it.
 
 For any runs (lm-eval output folders of our tasks, records files, vision records):
 
@@ -8,27 +10,33 @@ For any runs (lm-eval output folders of our tasks, records files, vision records
 3. with two runs over the same documents: the cascade (Algorithm 1) against UC,
    threshold, RouteLLM MF, random and oracle: APGR, s_d, curves, bin sensitivity;
 4. cleaning (Algorithm 2 and Confident Learning) with every run as an expert; precision and
-   detection rate when a reference exists (MMLU-Redux for ``calib_mmlu_*`` tasks), else the
-   number of flagged samples per method.
+   detection rate when a reference exists (:func:`default_reference`: MMLU-Redux for ``calib_mmlu_*``
+   tasks, cleanlab's MTurk verdicts for ``mnist_test``), else the number of flagged samples per method.
 
-Every stage writes its figures beside the report and the report says which stages were
-skipped and why (one run only, no prompts for MF, no reference ...).
+The tables are built from the JSON-ready dicts each stage returns (:meth:`Table.from_dicts`), so what a
+stage adds there -- intervals (``X_lo``/``X_hi``, ``X_ci``), nulls with reasons, role notes -- shows in the
+report without a change here.  Every stage writes its figures beside the report and the report says which
+stages were skipped and why (one run only, no prompts for MF, no reference ...).
 """
 
 from __future__ import annotations
 
-import json
-import warnings
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
-
-import numpy as np
+from typing import Any, Mapping, Sequence
 
 from calib_harness import metrics
+from calib_harness.outputs import write_json, write_text
 from calib_harness.paths import shared_data_dir
 from calib_harness.records import RecordError, Run, align
-from calib_harness.report.document import Document, Figure, Section, Table, write
+from calib_harness.report.document import Document, Figure, Section, write
+from calib_harness.report.tables import Table, cell_value
+
+logger = logging.getLogger(__name__)
+
+#: Cleaning methods shown in the report tables (all are in numbers.json and cleaning_flagged.csv).
+CLEANING_SHOWN = ("M1 top-1", "M1 top-1 +agree", *[f"M2 K={k}" for k in (1, 3, 5, 8, 10, 12)])
 
 
 @dataclass
@@ -43,136 +51,194 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
+def _plain(v: Any) -> str:
+    """A value of a stage's dict as short text (floats 3 decimals, nested dicts as ``k v``)."""
+    from calib_harness.report.tables import format_cell
+
+    if isinstance(v, Mapping):
+        return ", ".join(f"{k} {_plain(x)}" for k, x in v.items())
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_plain(x) for x in v)
+    return format_cell(v)
+
+
+def _notes(d: Mapping[str, Any]) -> list[str]:
+    """Free-text notes a stage put in its dict (``roles``, ``warnings``, ``notes``), as sentences."""
+    out: list[str] = []
+    roles = d.get("roles")
+    if isinstance(roles, Mapping):
+        out.append("Roles: " + "; ".join(f"{str(k).replace('_', ' ')}: {_plain(v)}" for k, v in roles.items()) + ".")
+    elif isinstance(roles, str):
+        out.append(roles)
+    for key in ("warnings", "notes"):
+        v = d.get(key)
+        if isinstance(v, str):
+            out.append(v)
+        elif isinstance(v, (list, tuple)):
+            out.extend(s if s.endswith(".") else s + "." for s in map(str, v))
+    return out
+
+
 def runs_section(runs: Sequence[Run], numbers: dict) -> Section:
     rows = []
     for r in runs:
         c, s = r.confidences(), r.scores()
-        row = {"model": r.model, "tasks": len(r.tasks), "n": len(r), "accuracy": float(s.mean()),
-               "mean confidence": float(c.mean()), "ECE": metrics.ece(c, s), "Brier": metrics.brier(c, s)}
+        summ = metrics.summary(c, s)
+        row = {"model": r.model, "tasks": len(r.tasks), "n": len(r), **summ}
         rows.append(row)
         numbers.setdefault("runs", {})[r.model] = row
-    cols = ["model", "tasks", "n", "accuracy", "mean confidence", "ECE", "Brier"]
+    cols = {"model": "model", "tasks": "tasks", "n": "n", "accuracy": "accuracy",
+            "mean_confidence": "mean confidence", "ece": "ECE", "brier": "Brier"}
     return Section(
         "Runs",
-        "Uncalibrated figures over all samples of each run. ECE uses 15 equal-count bins (the paper's histogram "
-        "equalisation); the Brier score is the top-label one.",
-        tables=[Table("Accuracy and confidence", cols, [[row[c] for c in cols] for row in rows])],
+        "Uncalibrated figures over all samples of each run, with 95% intervals where the metrics give them. ECE "
+        "uses 15 equal-count bins (the paper's histogram equalisation); the Brier score is the top-label one.",
+        tables=[Table.from_dicts("Accuracy and confidence", rows, cols)],
     )
 
 
-def calibration_section(runs: Sequence[Run], out: Path, numbers: dict, seed: int) -> Section:
+def calibration_section(runs: Sequence[Run], out: Path, numbers: dict, seed: int, plots: bool) -> Section:
     from calib_harness.calibration import default_method_and_feature, evaluate_split
-    from calib_harness.plots import split_reliability_diagram
 
     rows, figs = [], []
     for r in runs:
         method, feature = default_method_and_feature(r)
+        logger.info("calibration: %s (%s on %s)", r.model, method, feature)
         rep = evaluate_split(r, method, feature, seed=seed)
         m = rep.metrics
-        row = [r.model, f"{method} ({feature})", m["cal"]["before"]["ece"], m["cal"]["after"]["ece"],
-               m["test"]["before"]["ece"], m["test"]["after"]["ece"], m["test"]["before"]["nll"], m["test"]["after"]["nll"],
-               m["test"]["after"]["auroc"]]
-        rows.append(row)
+        rows.append({
+            "model": r.model, "method": f"{method} ({feature})",
+            "ECE cal before": cell_value(m["cal"]["before"], "ece"), "ECE cal after": cell_value(m["cal"]["after"], "ece"),
+            "ECE test before": cell_value(m["test"]["before"], "ece"), "ECE test after": cell_value(m["test"]["after"], "ece"),
+            "NLL test before": cell_value(m["test"]["before"], "nll"), "NLL test after": cell_value(m["test"]["after"], "nll"),
+            "AUROC test": cell_value(m["test"]["after"], "auroc"),
+        })
         numbers.setdefault("calibration", {})[r.model] = rep.to_dict()
-        path = out / f"reliability_{_slug(r.model)}.png"
-        split_reliability_diagram(rep, path, title=f"{r.model}: {method} scaling, 15 equal-count bins")
-        figs.append(Figure(path, f"Reliability diagram of {r.model}: calibration half (left) and test half (right); "
-                                 "light = uncalibrated, dark = calibrated."))
-        (out / f"calibrator_{_slug(r.model)}.json").write_text(rep.calibrator.to_json())
-    cols = ["model", "method", "ECE cal before", "ECE cal after", "ECE test before", "ECE test after",
-            "NLL test before", "NLL test after", "AUROC test"]
+        if plots:
+            from calib_harness.plots import split_reliability_diagram
+
+            path = out / f"reliability_{_slug(r.model)}.png"
+            split_reliability_diagram(rep, path, title=f"{r.model}: {method} scaling, 15 equal-count bins")
+            figs.append(Figure(path, f"Reliability diagram of {r.model}: calibration half (left) and test half "
+                                     "(right); light = uncalibrated, dark = calibrated."))
+        write_text(out / f"calibrator_{_slug(r.model)}.json", rep.calibrator.to_json())
     return Section(
         "Calibration",
         "Each run is split (seeded) into a calibration half and a test half; the calibrator is fitted on the "
         "calibration half only and reported on both (paper section 2.1). Temperature scaling for option scores "
         "(multiple choice, images), Platt scaling of the mean logit for generations.",
-        tables=[Table("ECE before and after calibration", cols, rows)],
+        tables=[Table.from_dicts("ECE before and after calibration", rows)],
         figures=figs,
     )
 
 
-def cascade_section(small: Run, large: Run, out: Path, numbers: dict, seed: int, mf: bool, progress: bool) -> Section:
-    from calib_harness.routing.compare import ROUTERS, compare_routers
-    from calib_harness.routing.plots import plot_bins_sensitivity, plot_curves
+def cascade_section(small: Run, large: Run, out: Path, numbers: dict, seed: int, mf: bool, progress: bool,
+                    plots: bool) -> Section:
+    from calib_harness.routing.compare import compare_routers, default_routers
 
-    routers = [r for r in ROUTERS if mf or r != "MF"]
+    routers = [r for r in default_routers() if mf or r != "MF"]
     notes = []
-    if mf and any(not r.prompt for r in small.records):
+    if "MF" in routers and any(not r.prompt for r in small.records):
         routers = [r for r in routers if r != "MF"]
         notes.append("RouteLLM MF skipped: the records carry no prompt text to embed.")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        comp = compare_routers(small, large, routers=routers, seed=seed, embedding_cache=out / "embeddings",
-                               progress=progress)
-    numbers["cascade"] = comp.to_dict()
-    numbers["cascade"].pop("curves", None)
-    (out / "cascade.json").write_text(json.dumps(comp.to_dict(), indent=1, default=float))
-    curves, bins = out / "cascade_curves.png", out / "cascade_bins.png"
-    plot_curves(comp, curves)
-    figs = [Figure(curves, "Accuracy on the test half against the share of inputs kept on the small model, per router.")]
-    if comp.bins_sensitivity:
-        plot_bins_sensitivity(comp, bins)
-        figs.append(Figure(bins, "APGR of CC and UC against the number of equal-count bins."))
-    rows = [[r["router"], r["APGR"], r["s_d"], r["best_acc"]] for r in comp.rows()]
-    tables = [Table(f"Routers: {comp.small_model} (small, test acc {comp.p_small:.3f}) -> {comp.large_model} "
-                    f"(large, test acc {comp.p_large:.3f}); {comp.n_cal} calibration / {comp.n_test} test docs",
-                    ["router", "APGR", "s_d", "best accuracy"], rows,
-                    note="APGR: area under the normalised accuracy-cost curve (appendix A.1); random = 0.5. "
-                         "s_d: GATEKEEPER's deferral score (1 = ideal deferral).")]
-    if comp.bins_sensitivity:
-        ns = sorted({n for d in comp.bins_sensitivity.values() for n in d})
-        tables.append(Table("APGR by number of bins", ["router", *map(str, ns)],
-                            [[k, *[d.get(n, float("nan")) for n in ns]] for k, d in comp.bins_sensitivity.items()]))
-    return Section("Cascade", " ".join(["Algorithm 1 (CC) and its baselines; all routers are fitted on the calibration "
-                                        "half and evaluated on the test half.", *notes]), tables=tables, figures=figs)
+    logger.info("cascade: %s -> %s, routers %s", small.model, large.model, ", ".join(routers))
+    comp = compare_routers(small, large, routers=routers, seed=seed, embedding_cache=out / "embeddings",
+                           progress=progress)
+    d = comp.to_dict()
+    write_json(out / "cascade.json", d)
+    numbers["cascade"] = {k: v for k, v in d.items() if k != "curves"}
+    notes += _notes(d)
+    figs = []
+    if plots:
+        from calib_harness.routing.plots import plot_bins_sensitivity, plot_curves
+
+        curves, bins = out / "cascade_curves.png", out / "cascade_bins.png"
+        plot_curves(comp, curves)
+        figs.append(Figure(curves, "Accuracy on the test half against the share of inputs kept on the small model, "
+                                   "per router."))
+        if comp.bins_sensitivity:
+            plot_bins_sensitivity(comp, bins)
+            figs.append(Figure(bins, "APGR of CC and UC against the number of equal-count bins."))
+    tables = [Table.from_dicts(
+        f"Routers: {d['small_model']} (small, test acc {d['p_small']:.3f}) -> {d['large_model']} "
+        f"(large, test acc {d['p_large']:.3f}); {d['n_cal']} calibration / {d['n_test']} test docs",
+        comp.rows(),
+        note="APGR: area under the normalised accuracy-cost curve (appendix A.1); random = 0.5. "
+             "s_d: GATEKEEPER's deferral score (1 = ideal deferral).",
+    )]
+    sens = d.get("bins_sensitivity") or {}
+    if sens:
+        ns = sorted({int(n) for v in sens.values() for n in v})
+        tables.append(Table.from_dicts("APGR by number of bins",
+                                       [{"router": k, **{str(n): v.get(str(n)) for n in ns}} for k, v in sens.items()]))
+    text = " ".join(["Algorithm 1 (CC) and its baselines; all routers are fitted on the calibration half and "
+                     "evaluated on the test half.", *notes])
+    return Section("Cascade", text, tables=tables, figures=figs)
 
 
-def cleaning_section(runs: Sequence[Run], out: Path, numbers: dict, seed: int, data_dir: Path | None) -> Section:
+def default_reference(tasks: set[str], data_dir: Path | None):
+    """``(reference or None, why not)``: the human reference for these tasks, if the data has one."""
+    from calib_harness.cleaning import reference as refs
+
+    if not tasks:
+        return None, "no documents."
+    if all(t.startswith("calib_mmlu_") for t in tasks):
+        if data_dir is not None and (data_dir / "mmlu_redux" / "mmlu_redux_normalized.jsonl").exists():
+            return refs.mmlu_redux_reference(data_dir), ""
+        return None, "MMLU-Redux not found (set CALIB_HARNESS_SHARED_DATA to the shared data folder)."
+    if tasks == {"mnist_test"}:
+        if data_dir is not None and (data_dir / "label_errors" / "cleanlab").exists():
+            return refs.mturk_reference(data_dir, "mnist", task="mnist_test", class_names=[str(i) for i in range(10)]), ""
+        return None, "cleanlab's MNIST verdicts not found (set CALIB_HARNESS_SHARED_DATA to the shared data folder)."
+    return None, "no human reference exists for these tasks; flagged counts only."
+
+
+def cleaning_section(runs: Sequence[Run], out: Path, numbers: dict, seed: int, data_dir: Path | None,
+                     reference=None, plots: bool = True) -> Section:
     from calib_harness.cleaning.evaluate import evaluate
     from calib_harness.cleaning.experts import build_panel
     from calib_harness.cleaning.pipeline import run_methods
-    from calib_harness.cleaning.plots import plot_precision_detection
     from calib_harness.cleaning.report import flagged_rows, write_flagged
 
     n_bins = 15 if len(runs[0]) >= 60 else 5
+    logger.info("cleaning: %d experts, %d bins", len(runs), n_bins)
     panel = build_panel(list(runs), n_bins=n_bins, seed=seed, on_mismatch="intersect")
     outcome = run_methods(panel, filter_by=("prune_by_noise_rate", "confident_learning"))
-    reference, why = None, ""
-    tasks = {k[0] for k in panel.keys}
-    if tasks and all(t.startswith("calib_mmlu_") for t in tasks):
-        redux = (data_dir / "mmlu_redux" / "mmlu_redux_normalized.jsonl") if data_dir else None
-        if redux is not None and redux.exists():
-            from calib_harness.cleaning.reference import mmlu_redux_reference
-
-            reference = mmlu_redux_reference(data_dir)
-        else:
-            why = "MMLU-Redux not found (set CALIB_HARNESS_SHARED_DATA to the shared data folder)."
-    else:
-        why = "no human reference exists for these tasks; flagged counts only."
+    why = ""
+    if reference is None:
+        reference, why = default_reference({k[0] for k in panel.keys}, data_dir)
     write_flagged(flagged_rows(outcome, reference), out, stem="cleaning_flagged")
-    keep = ["M1 top-1", "M1 top-1 +agree", *[f"M2 K={k}" for k in (1, 3, 5, 8, 10, 12)],
-            *[r.name for r in outcome.results if r.name.startswith(("M3", "CL"))]]
-    names = [r.name for r in outcome.results if r.name in keep]
+    shown = [r.name for r in outcome.results if r.name in CLEANING_SHOWN or r.name.startswith(("M3", "CL"))]
     figs, tables = [], []
+    experts = ", ".join(panel.models)
+    numbers["cleaning_flagged"] = outcome.summary_rows()  # flags over all documents, reference or not
     if reference is not None:
-        rows = [r for r in evaluate(outcome, reference) if r.positives == "any"]
-        numbers["cleaning"] = [r.to_dict() for r in rows]
-        path = out / "cleaning_precision.png"
-        plot_precision_detection(rows, path, title=f"experts: {', '.join(panel.models)}")
-        figs.append(Figure(path, "Cleaning precision against detection rate (share of reference errors found), per K."))
-        by = {r.method: r for r in rows}
-        tables.append(Table(f"Cleaning against {reference.name} ({rows[0].n_eval} questions, {rows[0].n_errors} errors)",
-                            ["method", "flagged", "true errors", "precision", "detection rate"],
-                            [[n, by[n].n_flagged, by[n].tp, by[n].precision, by[n].detection_rate] for n in names if n in by]))
+        evaluated = [r for r in evaluate(outcome, reference) if r.positives == "any"]
+        rows = [r.to_dict() for r in evaluated]
+        numbers["cleaning"] = rows
+        if plots:
+            from calib_harness.cleaning.plots import plot_precision_detection
+
+            path = out / "cleaning_precision.png"
+            plot_precision_detection(evaluated, path, title=f"experts: {experts}")
+            figs.append(Figure(path, "Cleaning precision against detection rate (share of reference errors found), "
+                                     "per K."))
+        tables.append(Table.from_dicts(
+            f"Cleaning against {reference.name} ({rows[0]['n_eval']} reviewed, {rows[0]['n_errors']} errors; "
+            f"experts: {experts})",
+            [r for r in rows if r["method"] in shown],
+            {"method": "method", "n_flagged": "flagged (reviewed)", "tp": "true errors", "precision": "precision",
+             "detection_rate": "detection rate"}))
     else:
-        numbers["cleaning"] = outcome.summary_rows()
-        tables.append(Table(f"Flagged samples ({panel.n} docs, experts: {', '.join(panel.models)})",
-                            ["method", "flagged", "flag rate"],
-                            [[r["method"], r["n_flagged"], r["flag_rate"]] for r in outcome.summary_rows() if r["method"] in keep]))
+        summary = outcome.summary_rows()
+        numbers["cleaning"] = summary
+        tables.append(Table.from_dicts(f"Flagged samples ({panel.n} docs, experts: {experts})",
+                                       [r for r in summary if r["method"] in shown],
+                                       {"method": "method", "n_flagged": "flagged", "flag_rate": "flag rate"}))
     text = ("Every run is an expert (Algorithm 2): M1 = all experts disagree with the label; M2 = and each expert's "
             "calibrated confidence is in its top-K bins by accuracy; M3 = the class-threshold method; CL = Confident "
             "Learning (cleanlab, filter_by named). The ranked list for human review is cleaning_flagged.csv. " + why)
-    return Section("Label cleaning", text, tables=tables, figures=figs)
+    return Section("Label cleaning", text.strip(), tables=tables, figures=figs)
 
 
 def pick_pair(runs: Sequence[Run], small: str | None, large: str | None) -> tuple[Run, Run]:
@@ -195,11 +261,18 @@ def build_report(
     small: str | None = None,
     large: str | None = None,
     data_dir: str | Path | None = None,
+    reference=None,
     seed: int = 0,
     mf: bool = True,
+    plots: bool = True,
     progress: bool = True,
     intro: str = "",
 ) -> ReportResult:
+    """Write ``report.md``, ``report.html``, ``numbers.json`` and the figures into ``out``.
+
+    ``reference``: a cleaning reference (:mod:`calib_harness.cleaning.reference`); default
+    :func:`default_reference` for the runs' tasks, read from ``data_dir`` (or ``paths.shared_data_dir``).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if not runs:
@@ -207,8 +280,9 @@ def build_report(
     numbers: dict[str, Any] = {}
     doc = Document(title, intro or "What the models know, and when they know it: confidences captured per sample, "
                    "calibrated, used to route between models and to find label errors.")
+    logger.info("report: %d run(s) -> %s", len(runs), out)
     doc.sections.append(runs_section(runs, numbers))
-    doc.sections.append(calibration_section(runs, out, numbers, seed))
+    doc.sections.append(calibration_section(runs, out, numbers, seed, plots))
     skipped = []
     if len(runs) >= 2:
         a, b = pick_pair(runs, small, large)
@@ -217,21 +291,15 @@ def build_report(
         except RecordError as e:
             skipped.append(f"Cascade and cleaning skipped: {e}")
         else:
-            doc.sections.append(cascade_section(a, b, out, numbers, seed, mf, progress))
-            doc.sections.append(cleaning_section(runs, out, numbers, seed, shared_data_dir(data_dir, fallback=False)))
+            doc.sections.append(cascade_section(a, b, out, numbers, seed, mf, progress, plots))
+            doc.sections.append(cleaning_section(runs, out, numbers, seed, shared_data_dir(data_dir, fallback=False),
+                                                 reference, plots))
     else:
         skipped.append("Cascade and cleaning need two runs over the same documents; one was given.")
     if skipped:
         doc.sections.append(Section("Skipped", "\n\n".join(skipped)))
-    (out / "numbers.json").write_text(json.dumps(numbers, indent=1, default=_jsonable))
+    write_json(out / "numbers.json", numbers)
     md, page = write(doc, out)
+    logger.info("report: wrote %s and %s", md, page)
     figs = {f.path.stem: f.path for s in doc.sections for f in s.figures}
     return ReportResult(md, page, figs, numbers)
-
-
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)

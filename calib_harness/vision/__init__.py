@@ -7,12 +7,13 @@ Modules (one job each):
 * :mod:`.model`: a timm model by name from a local ``.pth`` / ``.safetensors`` (never downloads);
 * :mod:`.preprocess`: timm's data config with user overrides -> transform;
 * :mod:`.adapter`: batched inference with a progress bar, resumable record writing;
-* :mod:`.mnist_pair`: the shipped MNIST small/large pair (weights, logits -> records, cleanlab
-  verdicts);
-* :mod:`.postprocess`: calibration, cascade and cleaning figures on a vision pair.
+* :mod:`.mnist_pair`: the shipped MNIST small/large pair (weights, logits -> records).
 
-torch / timm / torchvision are the optional ``vision`` extra; :mod:`.datasets`,
-:mod:`.mnist_pair` (records from the shipped logits) and :mod:`.postprocess` work without them,
+Calibration, cascade and cleaning of vision runs go through the same report as LM runs
+(:func:`calib_harness.report.build.build_report`; ``calib-harness vision mnist-pair --report``).
+
+torch / timm / torchvision are the optional ``vision`` extra; :mod:`.datasets` and
+:mod:`.mnist_pair` (records from the shipped logits) work without them,
 and everything else raises :class:`MissingVisionExtra` ("install calib-harness[vision]").
 Attribute access is lazy, so ``import calib_harness.vision`` never imports torch.
 """
@@ -35,7 +36,6 @@ _EXPORTS = {
     "run_adapter": "adapter",
     "ResumeError": "adapter",
     "load_pair_runs": "mnist_pair",
-    "evaluate_pair": "postprocess",
 }
 
 __all__ = sorted([*_EXPORTS, "MissingVisionExtra", "require_vision"])
