@@ -1,0 +1,153 @@
+"""``calib-vllm`` vs lm-eval's stock ``vllm`` on ``calib_gsm8k`` (capture overhead), hf vs vLLM throughput,
+engine start time.
+
+* Overhead: both engines start with the same settings; the arms alternate for ``--rounds`` rounds
+  (stock, calib, calib, stock, ...) over the same requests (the real calib_gsm8k prompts, 8-shot),
+  timing ``generate_until``.  Figure: median calib / median stock wall time; target <= 1.05x.  The
+  generated texts of both arms must be identical.
+* Throughput: generated tokens/s of ``calib-vllm`` and of ``calib-hf`` on the first ``--hf-docs`` of
+  those requests, and log-likelihood requests/s on ``calib_arc_easy`` (``--mc-docs`` docs).
+* Engine start: seconds to construct each engine (``enforce_eager`` by default: on the CPU build the
+  torch.compile warm-up costs minutes on a small, loaded machine; ``--compile`` measures that arm).
+
+Writes ``bench/results/vllm.json`` and prints a table.
+
+    python bench/bench_vllm.py --limit 8 --rounds 2 --hf-docs 1 --mc-docs 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+
+def build_requests(task: str, limit: int):
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    from calib_harness.lm_eval_cli import add_task_folder
+
+    add_task_folder()
+    t = get_task_dict([task], TaskManager())[task]
+    t.build_all_requests(limit=limit, rank=0, world_size=1)
+    return sorted(t.instances, key=lambda i: (i.doc_id, i.idx))
+
+
+def _timed(fn):
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - t0, time.process_time() - c0
+
+
+def _n_tokens(lm, texts) -> int:
+    return sum(len(lm.tok_encode(str(t))) for t in texts)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--data-dir", default=os.environ.get("CALIB_HARNESS_SHARED_DATA", "/work/shared/data"))
+    ap.add_argument("--limit", type=int, default=8, help="calib_gsm8k docs for the overhead arms")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds per arm")
+    ap.add_argument("--hf-docs", type=int, default=1, help="docs for the calib-hf generation throughput (slow on CPU)")
+    ap.add_argument("--mc-docs", type=int, default=10, help="calib_arc_easy docs for log-likelihood throughput")
+    ap.add_argument("--capture-topk", type=int, default=20, help="calib-vllm capture_topk (-1: whole vocabulary)")
+    ap.add_argument("--compile", action="store_true", help="let vLLM torch.compile (default: enforce_eager)")
+    ap.add_argument("--device", default="cpu", help="label for the results (cpu / gpu)")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "vllm.json"))
+    a = ap.parse_args(argv)
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+
+    import calib_harness.lm_models  # noqa: F401
+    from calib_harness.data_sources import set_data_dir
+    from calib_harness.lm_models import CalibHFLM
+    from calib_harness.lm_models.vllm_entry import CalibVLLM
+    from calib_harness.models import resolve_model
+    from calib_harness.outputs import write_json
+    from lm_eval.models.vllm_causallms import VLLM
+
+    set_data_dir(a.data_dir)
+    path = resolve_model(a.model)
+    engine = dict(pretrained=path, dtype="float32", max_model_len=2048, seed=1234, enforce_eager=not a.compile)
+    gen = build_requests("calib_gsm8k", a.limit)
+    mc = build_requests("calib_arc_easy", a.mc_docs)
+
+    stock, t_stock_start, _ = _timed(lambda: VLLM(**engine))
+    calib, t_calib_start, _ = _timed(lambda: CalibVLLM(capture_topk=a.capture_topk, **engine))
+
+    # warm-up (first batch pays one-off costs), then alternating rounds
+    stock.generate_until(gen[:1], disable_tqdm=True)
+    calib.generate_until(gen[:1], disable_tqdm=True)
+    walls: dict[str, list[float]] = {"stock": [], "calib": []}
+    texts: dict[str, list[str]] = {}
+    order = []
+    for r in range(a.rounds):
+        order += ["stock", "calib"] if r % 2 == 0 else ["calib", "stock"]
+    for arm in order:
+        lm = stock if arm == "stock" else calib
+        out, wall, _ = _timed(lambda: lm.generate_until(gen, disable_tqdm=True))
+        walls[arm].append(wall)
+        texts[arm] = [str(t) for t in out]
+    if texts["stock"] != texts["calib"]:
+        raise SystemExit("bench_vllm: calib-vllm and stock vllm generated different texts")
+    gen_tokens = _n_tokens(calib, texts["calib"])
+    ratio = statistics.median(walls["calib"]) / statistics.median(walls["stock"])
+
+    _, t_mc_vllm, _ = _timed(lambda: calib.loglikelihood(mc, disable_tqdm=True))
+    hf_gen = gen[: a.hf_docs]
+    _, t_gen_vllm_small, _ = _timed(lambda: calib.generate_until(hf_gen, disable_tqdm=True))
+    for lm in (stock, calib):
+        core = getattr(lm.model.llm_engine, "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+    del stock, calib
+    gc.collect()
+
+    hf, t_hf_start, _ = _timed(lambda: CalibHFLM(pretrained=path, dtype="float32", batch_size=8))
+    _, t_mc_hf, _ = _timed(lambda: hf.loglikelihood(mc, disable_tqdm=True))
+    hf_out, t_gen_hf, _ = _timed(lambda: hf.generate_until(hf_gen, disable_tqdm=True))
+    hf_tokens = _n_tokens(hf, hf_out)
+
+    res = {
+        "what": "calib-vllm vs stock vllm on calib_gsm8k (alternating arms); hf vs vLLM throughput; engine start",
+        "model": a.model, "device": a.device, "machine": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(), "load_avg_1m": os.getloadavg()[0], "engine": {k: v for k, v in engine.items() if k != "pretrained"},
+        "capture_topk": a.capture_topk, "gsm8k_docs": a.limit, "rounds": a.rounds,
+        "overhead": {"stock_wall_s": walls["stock"], "calib_wall_s": walls["calib"], "ratio_median_wall": ratio,
+                     "target": 1.05, "ok": ratio <= 1.05, "generated_tokens": gen_tokens,
+                     "texts_identical": True},
+        "throughput": {
+            "vllm_gen_tokens_per_s": gen_tokens / statistics.median(walls["calib"]),
+            "hf_docs": a.hf_docs, "hf_gen_tokens": hf_tokens, "hf_gen_s": t_gen_hf,
+            "hf_gen_tokens_per_s": hf_tokens / t_gen_hf if t_gen_hf else None,
+            "vllm_gen_s_same_docs": t_gen_vllm_small,
+            "mc_requests": len(mc), "vllm_mc_s": t_mc_vllm, "hf_mc_s": t_mc_hf,
+            "vllm_mc_requests_per_s": len(mc) / t_mc_vllm, "hf_mc_requests_per_s": len(mc) / t_mc_hf,
+        },
+        "start_s": {"vllm_stock": t_stock_start, "vllm_calib": t_calib_start, "hf": t_hf_start,
+                    "mode": "torch.compile" if a.compile else "enforce_eager"},
+    }
+    write_json(a.out, res)
+    th = res["throughput"]
+    rows = [
+        ("capture overhead (calib / stock wall, median)", f"{ratio:.3f}x (target <= 1.05; {walls['calib']} vs {walls['stock']} s)"),
+        ("vLLM generation", f"{th['vllm_gen_tokens_per_s']:.1f} tokens/s ({gen_tokens} tokens, {a.limit} docs)"),
+        ("hf generation", f"{th['hf_gen_tokens_per_s']:.1f} tokens/s ({hf_tokens} tokens, {a.hf_docs} docs; vLLM same docs {t_gen_vllm_small:.1f} s vs {t_gen_hf:.1f} s)"),
+        ("log-likelihood requests/s", f"vLLM {th['vllm_mc_requests_per_s']:.2f}, hf {th['hf_mc_requests_per_s']:.2f} ({len(mc)} requests)"),
+        ("engine start", f"stock {t_stock_start:.1f} s, calib {t_calib_start:.1f} s ({res['start_s']['mode']}); hf {t_hf_start:.1f} s"),
+    ]
+    w = max(len(r[0]) for r in rows)
+    print(f"bench_vllm ({a.model}, {a.device}, load {res['load_avg_1m']:.1f})")
+    for k, v in rows:
+        print(f"  {k:<{w}}  {v}")
+    print(f"wrote {a.out}")
+    return res
+
+
+if __name__ == "__main__":
+    main()

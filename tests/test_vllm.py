@@ -1,0 +1,276 @@
+"""``calib-vllm`` on vLLM's CPU build (``make vllm``) with the shipped SmolLM2-135M, against stock
+``--model vllm``, ``calib-hf`` and a teacher-forced recompute.
+
+Engine starts are the cost here (about a minute each on a small CPU), so the module starts three
+and reuses them: stock ``vllm`` (multiple choice only, shut down after), ``calib-vllm`` in its default
+``raw_logprobs`` mode with the whole vocabulary per token (every test of MC and generation, one run
+mixing both kinds of task), and ``calib-vllm`` in ``raw_logits`` mode (mean raw logit, and the refusal
+of log-likelihood requests).  ``scripts/gpu_check.sh`` runs this module on a GPU machine.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+MC_TASKS = ["calib_arc_easy", "calib_mmlu_astronomy"]
+GEN_TASKS = ["calib_gsm8k", "calib_mbpp"]
+LIMIT_MC, LIMIT_GEN = 8, 2
+ENGINE = dict(dtype="float32", max_model_len=2048, seed=1234, enforce_eager=True,
+              gpu_memory_utilization=float(os.environ.get("CALIB_TEST_GPU_MEM", "0.3")))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _env(shared_data):
+    from calib_harness.data_sources import set_data_dir
+    from calib_harness.lm_eval_cli import add_task_folder
+
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; CPU build only
+    set_data_dir(shared_data)
+    add_task_folder()
+
+
+@pytest.fixture(scope="module")
+def model_path(smollm2_path):
+    return smollm2_path
+
+
+def _evaluate(lm, tasks, limit, **kw):
+    from lm_eval import simple_evaluate
+
+    return simple_evaluate(model=lm, tasks=tasks, limit=limit, log_samples=True, bootstrap_iters=0, **kw)
+
+
+def _shutdown(lm) -> None:
+    engine = getattr(getattr(lm, "model", None), "llm_engine", None)
+    core = getattr(engine, "engine_core", None)
+    if core is not None and hasattr(core, "shutdown"):
+        core.shutdown()
+    del lm
+    gc.collect()
+
+
+def _by_doc(out, task):
+    return {s["doc_id"]: s for s in out["samples"][task]}
+
+
+def _option_scores(sample):
+    return [float(r[0]) for r in sample["filtered_resps"]]
+
+
+@pytest.fixture(scope="module")
+def stock_mc(model_path):
+    from lm_eval.models.vllm_causallms import VLLM
+
+    lm = VLLM(pretrained=model_path, **ENGINE)
+    try:
+        return _evaluate(lm, MC_TASKS, LIMIT_MC)
+    finally:
+        _shutdown(lm)
+
+
+@pytest.fixture(scope="module")
+def hf_mc(model_path):
+    from calib_harness.lm_models import CalibHFLM
+
+    lm = CalibHFLM(pretrained=model_path, dtype="float32", batch_size=8)
+    out = _evaluate(lm, MC_TASKS, LIMIT_MC)
+    del lm
+    gc.collect()
+    return out
+
+
+@pytest.fixture(scope="module")
+def calib_lm(model_path, stock_mc, hf_mc):  # after the others: one engine alive at a time
+    from calib_harness.lm_models.vllm_entry import CalibVLLM
+
+    lm = CalibVLLM(pretrained=model_path, capture_topk=-1, **ENGINE)
+    yield lm
+    _shutdown(lm)
+
+
+@pytest.fixture(scope="module")
+def mixed(calib_lm):
+    """One run, one engine, MC and generation tasks together."""
+    return _evaluate(calib_lm, MC_TASKS + GEN_TASKS, None, samples={t: list(range(LIMIT_MC if t in MC_TASKS else LIMIT_GEN))
+                                                                       for t in MC_TASKS + GEN_TASKS})
+
+
+# ----------------------------------------------------------------------------- multiple choice
+@pytest.mark.parametrize("task", MC_TASKS)
+def test_mc_identical_to_stock_vllm_and_calib_hf(task, mixed, stock_mc, hf_mc):
+    ours, stock, hf = _by_doc(mixed, task), _by_doc(stock_mc, task), _by_doc(hf_mc, task)
+    assert sorted(ours) == sorted(stock) == sorted(hf) == list(range(LIMIT_MC))
+    for d in ours:
+        o, s, h = _option_scores(ours[d]), _option_scores(stock[d]), _option_scores(hf[d])
+        pred = max(range(len(o)), key=o.__getitem__)
+        assert pred == max(range(len(s)), key=s.__getitem__) == max(range(len(h)), key=h.__getitem__), (task, d, o, h)
+        assert ours[d]["acc"] == stock[d]["acc"] == hf[d]["acc"]
+        assert o == s  # the same engine settings and lm-eval code: bit-identical log-likelihoods
+        assert max(abs(a - b) for a, b in zip(o, h)) < 1e-3, (task, d, o, h)
+        assert ours[d]["ece"]["prediction"] == hf[d]["ece"]["prediction"]
+    acc = lambda out: out["results"][task]["acc,none"]  # noqa: E731
+    assert acc(mixed) == acc(stock_mc) == acc(hf_mc)
+
+
+# ----------------------------------------------------------------------------- generation
+def _captures(out, task):
+    from calib_harness.capture.generation import get_capture
+
+    caps = []
+    for s in sorted(out["samples"][task], key=lambda s: s["doc_id"]):
+        cap = get_capture(s["resps"][0][0])
+        assert cap is not None, "the response lost its token figures"
+        caps.append((s, cap))
+    return caps
+
+
+def _teacher_forced(lm, context: str, tokens: list[int]):
+    """Log-probability and entropy of each given token after the context, scored as a prompt
+    (prompt_logprobs over the whole vocabulary: no sampling path involved)."""
+    from vllm import SamplingParams, TokensPrompt
+
+    ctx = lm.tok_encode(context)
+    out = lm.model.generate([TokensPrompt(prompt_token_ids=ctx + tokens)],
+                            SamplingParams(max_tokens=1, temperature=0, prompt_logprobs=-1), use_tqdm=False)[0]
+    lps, ents = [], []
+    for i, t in enumerate(tokens):
+        pos = out.prompt_logprobs[len(ctx) + i]
+        vals = [float(getattr(v, "logprob", v)) for v in pos.values()]
+        lps.append(float(pos[t].logprob))
+        ents.append(-sum(math.exp(v) * v for v in vals if math.isfinite(v)))
+    return lps, ents
+
+
+@pytest.mark.parametrize("task", GEN_TASKS)
+def test_generation_figures_match_teacher_forcing(task, mixed, calib_lm):
+    caps = _captures(mixed, task)
+    assert len(caps) == LIMIT_GEN
+    for s, cap in caps:
+        feats = s["ece"]["features"]
+        text = cap["text"]
+        assert str(s["resps"][0][0]) == text
+        # n tokens: exactly the tokens that spell the returned text
+        assert calib_lm.tokenizer.decode(cap["tokens"], skip_special_tokens=True) == text
+        assert feats["n_tokens"] == len(cap["tokens"]) > 0
+        lps, ents = _teacher_forced(calib_lm, s["arguments"][0][0], cap["tokens"])
+        n = len(lps)
+        assert abs(feats["sum_logprob"] - sum(lps)) < 1e-4, (feats["sum_logprob"], sum(lps))
+        assert abs(feats["mean_logprob"] - sum(lps) / n) < 1e-4
+        assert abs(feats["mean_entropy"] - sum(ents) / n) < 1e-4  # whole vocabulary: exact
+        # raw logits do not exist in raw_logprobs mode: absent with the reason, never NaN
+        assert "mean_logit" not in feats
+        assert "raw_logits" in s["ece"]["details"]["absent_features"]["mean_logit"]
+        assert "approx_features" not in s["ece"]["details"]
+        assert s["ece"]["details"]["backend"] == "vllm"
+
+
+def test_every_written_value_is_strict_json(mixed):
+    from lm_eval.utils import handle_non_serializable
+
+    json.dumps(mixed["results"], allow_nan=False, default=handle_non_serializable)
+    for task in MC_TASKS + GEN_TASKS:
+        for s in mixed["samples"][task]:
+            json.dumps(s["ece"], allow_nan=False)
+
+
+def test_reordered_requests_keep_their_own_figures(calib_lm):
+    """generate_until sorts requests by length; duplicates and kwargs variants come back to the right caller."""
+    from lm_eval.api.instance import Instance
+
+    from calib_harness.capture.generation import get_capture
+
+    prompts = ["Q: 2+2=?\nA:", "Q: What is the capital of France? Answer in one word.\nA:", "Q: 2+2=?\nA:", "Hello"]
+    kw = [{"until": ["\n"], "max_gen_toks": 12}, {"until": ["\n"], "max_gen_toks": 12},
+          {"until": ["\n"], "max_gen_toks": 3}, {"until": ["\n"], "max_gen_toks": 12}]
+    reqs = [Instance("generate_until", {}, (p, k), i) for i, (p, k) in enumerate(zip(prompts, kw))]
+    outs = calib_lm.generate_until(reqs)
+    for req, out in zip(reqs, outs):
+        cap = get_capture(out)
+        assert cap["text"] == str(out)
+        lps, _ = _teacher_forced(calib_lm, req.args[0], cap["tokens"])
+        assert all(abs(a - b) < 1e-4 for a, b in zip(cap["logprob"], lps))
+    assert len(get_capture(outs[2])["tokens"]) <= 3
+
+
+def test_request_cache_returns_the_figures(calib_lm, tmp_path):
+    first = _evaluate(calib_lm, ["calib_gsm8k"], 1, use_cache=str(tmp_path / "cache"))
+    again = _evaluate(calib_lm, ["calib_gsm8k"], 1, use_cache=str(tmp_path / "cache"))
+    a, b = first["samples"]["calib_gsm8k"][0]["ece"], again["samples"]["calib_gsm8k"][0]["ece"]
+    assert a["features"] == b["features"] and a["output"] == b["output"]
+
+
+# ----------------------------------------------------------------------------- raw_logits mode
+@pytest.fixture(scope="module")
+def raw_logits_lm(model_path, calib_lm, mixed):
+    from calib_harness.lm_models.vllm_entry import CalibVLLM
+
+    _shutdown(calib_lm)
+    lm = CalibVLLM(pretrained=model_path, capture_mode="raw_logits", capture_topk=-1, **ENGINE)
+    yield lm
+    _shutdown(lm)
+
+
+def test_raw_logits_mode_gives_exact_mean_logit_and_refuses_loglikelihoods(raw_logits_lm, mixed, model_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from calib_harness.outputs import CliError
+
+    out = _evaluate(raw_logits_lm, ["calib_gsm8k"], LIMIT_GEN)
+    hf = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+    ref = {s["doc_id"]: s["ece"]["features"] for s in mixed["samples"]["calib_gsm8k"]}
+    for s in out["samples"]["calib_gsm8k"]:
+        from calib_harness.capture.generation import get_capture
+
+        cap, feats = get_capture(s["resps"][0][0]), s["ece"]["features"]
+        ctx = raw_logits_lm.tok_encode(s["arguments"][0][0])
+        ids = torch.tensor([ctx + cap["tokens"]])
+        with torch.no_grad():
+            logits = hf(ids).logits[0, len(ctx) - 1 : -1].float()
+        raw = logits.gather(1, torch.tensor(cap["tokens"]).view(-1, 1)).squeeze(1)
+        assert abs(feats["mean_logit"] - raw.mean().item()) < 1e-3, (feats["mean_logit"], raw.mean().item())
+        # same greedy text as the raw_logprobs engine, and the same (exact) log-probabilities
+        assert cap["text"] == mixed_text(mixed, s["doc_id"])
+        assert abs(feats["mean_logprob"] - ref[s["doc_id"]]["mean_logprob"]) < 1e-4
+        assert abs(feats["mean_entropy"] - ref[s["doc_id"]]["mean_entropy"]) < 1e-4
+    with pytest.raises(CliError, match="corrupt every log-likelihood"):
+        _evaluate(raw_logits_lm, ["calib_arc_easy"], 2)
+
+
+def mixed_text(mixed, doc_id):
+    return next(s["ece"]["output"] for s in mixed["samples"]["calib_gsm8k"] if s["doc_id"] == doc_id)
+
+
+# ----------------------------------------------------------------------------- bad input (no engine)
+def test_without_vllm_one_line_error_naming_make_vllm():
+    code = ("import sys; sys.modules['vllm'] = None\n"
+            "from calib_harness.lm_eval_cli import main\n"
+            "main(['--model', 'calib-vllm', '--model_args', 'pretrained=x', '--tasks', 'calib_arc_easy', '--limit', '1'])")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 2
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("calib-lm-eval: error: --model calib-vllm needs vLLM") and "make vllm" in last
+    assert "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("args, match", [
+    (dict(logprobs_mode="processed_logprobs"), "not a raw mode"),
+    (dict(capture_mode="raw_logits", logprobs_mode="raw_logprobs"), "contradicts"),
+    (dict(capture_mode="logits"), "capture_mode must be one of"),
+    (dict(capture_topk=0), "capture_topk"),
+])
+def test_bad_settings_refused_before_the_engine_starts(args, match):
+    from calib_harness.lm_models.vllm_entry import CalibVLLM
+    from calib_harness.outputs import CliError
+
+    with pytest.raises(CliError, match=match):
+        CalibVLLM(pretrained="/nonexistent", **args)
