@@ -136,12 +136,9 @@ def correction_accuracy(outcome: CleaningOutcome, reference: Reference, flags) -
 
 
 def format_table(rows: list[dict], columns: list[str] | None = None, floatfmt: str = "{:.3f}") -> str:
-    """A plain fixed-width text table (what the CLI prints)."""
+    """A plain fixed-width text table (what the CLI prints): :mod:`calib_harness.report.tables`'s renderer."""
+    from calib_harness.report.tables import Table
+
     if not rows:
         return "(no rows)"
-    cols = columns or list(rows[0])
-    cells = [[("" if r.get(c) is None else floatfmt.format(r[c]) if isinstance(r.get(c), float) else str(r[c])) for c in cols] for r in rows]
-    width = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, width)), "  ".join("-" * w for w in width)]
-    lines += ["  ".join(x.ljust(w) for x, w in zip(row, width)) for row in cells]
-    return "\n".join(lines)
+    return Table.from_dicts("", rows, columns).render("text", floatfmt)
