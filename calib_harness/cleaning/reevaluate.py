@@ -92,8 +92,8 @@ def relabeled_run(run: Run, keys: Sequence[tuple[str, str]], label_set: LabelSet
     return Run(run.model, out, run.source, dict(run.meta))
 
 
-def check_independent(outcome: CleaningOutcome, runs: Sequence[Run], allow_circular: bool) -> list[str]:
-    """The scored runs that were experts; raises unless ``allow_circular``."""
+def check_independent(outcome: CleaningOutcome, runs: Sequence[Run], allow_circular: bool, quiet: bool = False) -> list[str]:
+    """The scored runs that were experts; raises unless ``allow_circular`` (then logs a warning unless ``quiet``)."""
     experts = set(outcome.panel.models)
     circular = [r.model for r in runs if r.model in experts]
     if circular and not allow_circular:
@@ -103,7 +103,7 @@ def check_independent(outcome: CleaningOutcome, runs: Sequence[Run], allow_circu
             "runs of other models with --reeval, or --allow-circular to score them anyway (the output is then "
             "labelled circular)"
         )
-    if circular:
+    if circular and not quiet:
         logger.warning("circular re-evaluation: %s took part in the cleaning; rows that score it are labelled "
                        "circular = True", ", ".join(circular))
     return circular
@@ -162,9 +162,6 @@ def _cascade_row(small: Run, large: Run, n_bins: int, seed: int, cal_fraction: f
     from calib_harness.records import align
     from calib_harness.routing.base import RoutingData, make_router
 
-    # one document order, (task, doc_id), whatever order the panel used: the split depends on it
-    small = small.subset(sorted(range(len(small)), key=lambda i: small.records[i].key))
-    small, large = align(small, large)
     n = len(small)
     out: dict = {"n": 0, "accuracy": float("nan"), "acc_low": float("nan"), "acc_high": float("nan"),
                  "K": None, "share_small": float("nan"), "test_acc_small": float("nan"),
@@ -172,6 +169,9 @@ def _cascade_row(small: Run, large: Run, n_bins: int, seed: int, cal_fraction: f
     if n < 4:
         out["note"] = f"{n} documents: too few for a calibration and a test half"
         return out
+    # one document order, (task, doc_id), whatever order the panel used: the split depends on it
+    small = small.subset(sorted(range(len(small)), key=lambda i: small.records[i].key))
+    small, large = align(small, large)
     (s_cal, s_test), (l_cal, l_test) = split_runs(small, large, cal_fraction=cal_fraction, seed=seed)
     bins = int(max(1, min(n_bins, len(s_cal))))
     cal, test = RoutingData.from_runs(s_cal, l_cal), RoutingData.from_runs(s_test, l_test)

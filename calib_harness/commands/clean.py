@@ -182,6 +182,17 @@ def run(args: argparse.Namespace) -> int:
             outcome, reference, args.min_precision, args.delta, require_agreement=agree is True,
             positives=args.risk_positives, cal_fraction=args.risk_cal_fraction, seed=args.seed,
         )
+    # re-evaluation inputs are checked before anything is written
+    runs = None
+    if args.reeval or args.cascade or args.reeval_with or args.allow_circular:
+        from calib_harness.cleaning.reevaluate import check_independent
+
+        runs = _reeval_runs(args, experts, data_dir)
+        if args.cascade and len(runs) < 2:
+            raise CliError("--cascade needs two runs to re-evaluate (small, large): pass both with --reeval")
+        if args.reeval_with and args.reeval_with not in [r.name for r in outcome.results]:
+            raise CliError(f"--reeval-with {args.reeval_with!r} is not among the results: {[r.name for r in outcome.results]}")
+        check_independent(outcome, runs, args.allow_circular, quiet=True)
     # flagged.* stay until rewritten: their human-edited columns are carried over
     out_dir = prepare_output_dir(
         args.output, args.force, "clean", protect=[r for r in args.runs if Path(r).exists()],
@@ -246,10 +257,9 @@ def run(args: argparse.Namespace) -> int:
         print(ev.format_table(summary, ["method", "n_flagged", "flag_rate"]))
 
     reeval_info = None
-    if args.reeval or args.cascade or args.reeval_with or args.allow_circular:
+    if runs is not None:
         from calib_harness.cleaning.reevaluate import reevaluate
 
-        runs = _reeval_runs(args, experts, data_dir)
         have = [r.name for r in outcome.results]
         if args.reeval_with:
             name = args.reeval_with
@@ -264,9 +274,7 @@ def run(args: argparse.Namespace) -> int:
             prefer = [f"M2 K={k}", f"M2 +agree K={k}"] if k else []
             name = next((x for x in [*prefer, "M1 top-1", "M1 top-1 +agree"] if x in have), have[0])
             flags = outcome.result(name).flags
-        cascade = (runs[0].model, runs[1].model) if args.cascade and len(runs) >= 2 else None
-        if args.cascade and cascade is None:
-            raise CliError("--cascade needs two runs to re-evaluate (small, large): pass both with --reeval")
+        cascade = (runs[0].model, runs[1].model) if args.cascade else None
         rr = reevaluate(outcome, flags, runs, cascade=cascade, n_bins=args.bins, seed=args.seed,
                         cal_fraction=args.cal_fraction, allow_circular=args.allow_circular)
         circular = any(r["circular"] for r in rr)
