@@ -1,4 +1,10 @@
-"""Shared fixtures: real data from ../shared/data, offline hub settings."""
+"""Shared fixtures: real data (the ONE way tests find it: the ``shared_data`` fixture, resolved by
+:func:`calib_harness.paths.shared_data_dir`), shipped models, offline hub settings.
+
+Every test that loads a real model -- through one of :data:`REAL_MODEL_FIXTURES` -- is marked ``slow``
+here, so none can be left unmarked; tests that load one otherwise carry ``@pytest.mark.slow`` themselves
+(``tests/test_repo_structure.py`` checks that).
+"""
 
 from __future__ import annotations
 
@@ -16,10 +22,20 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+#: fixtures that load a real (shipped) model or its tokenizer: their tests are marked slow automatically
+REAL_MODEL_FIXTURES = frozenset({"smollm2_path", "tiny_random_lm", "smollm", "hf_model", "lm"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())) and "slow" not in item.keywords:
+            item.add_marker(pytest.mark.slow)
+
+
 def _shared_data() -> Path:
-    env = os.environ.get("CALIB_HARNESS_SHARED_DATA")
-    path = Path(env) if env else REPO.parent / "shared" / "data"
-    return path
+    from calib_harness.paths import shared_data_dir
+
+    return shared_data_dir()
 
 
 @pytest.fixture(scope="session")

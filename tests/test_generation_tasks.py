@@ -23,7 +23,6 @@ import yaml
 from calib_harness.lm_eval_io import load_run
 from calib_harness.tasks import TASKS_DIR
 
-DATA = Path(os.environ.get("CALIB_HARNESS_TEST_DATA", "/work/shared/data"))
 FEATURES = {"mean_logit", "mean_logprob", "sum_logprob", "mean_entropy", "n_tokens"}
 STOCK = Path(__import__("lm_eval").__file__).parent / "tasks"
 
@@ -74,10 +73,10 @@ def test_prompts_are_lm_evals_stock_ones():
         assert ours[k] == stock[k], k
 
 
-def test_local_data_loaders(monkeypatch):
+def test_local_data_loaders(monkeypatch, shared_data):
     from calib_harness import data_sources_gen as g
 
-    monkeypatch.setenv("CALIB_HARNESS_DATA_DIR", str(DATA))
+    monkeypatch.setenv("CALIB_HARNESS_DATA_DIR", str(shared_data))
     gsm = g.load_gsm8k()
     assert gsm["test"].num_rows == 1319 and gsm["train"].num_rows == 7473
     mbpp = g.load_mbpp()
@@ -85,7 +84,7 @@ def test_local_data_loaders(monkeypatch):
     assert mbpp["test"][0]["task_id"] == 11 and len(mbpp["test"][0]["test_list"]) == 3
     bcb = g.load_bigcodebench()
     assert bcb["v0.1.0_hf"].num_rows == 1140 and bcb["v0.1.0_hf"][0]["entry_point"] == "task_func"
-    monkeypatch.setenv("CALIB_HARNESS_DATA_DIR", str(DATA / "arc"))
+    monkeypatch.setenv("CALIB_HARNESS_DATA_DIR", str(shared_data / "arc"))
     with pytest.raises(FileNotFoundError, match="CALIB_HARNESS_DATA_DIR.*HF_DATASETS_OFFLINE"):
         g.load_mbpp()
 
@@ -100,12 +99,12 @@ def _check_generation_record(r):
 
 
 @pytest.mark.slow
-def test_gsm8k_end_to_end_filter_and_cache(tmp_path):
+def test_gsm8k_end_to_end_filter_and_cache(tmp_path, shared_data):
     inc = tmp_path / "tasks"
     inc.mkdir()
     (inc / "calib_gsm8k_regex.yaml").write_text(REGEX_TASK)
     common = ["--model", "calib-hf", "--model_args", "pretrained=smollm2-135m,dtype=float32",
-              "--tasks", "calib_gsm8k,calib_gsm8k_regex", "--include_path", str(inc), "--data_dir", str(DATA),
+              "--tasks", "calib_gsm8k,calib_gsm8k_regex", "--include_path", str(inc), "--data_dir", str(shared_data),
               "--limit", "2", "--batch_size", "4", "--gen_kwargs", "max_gen_toks=16",
               "--use_cache", str(tmp_path / "cache" / "lm"), "--log_samples"]
     log1 = _cli([*common, "--output_path", str(tmp_path / "run1")])
@@ -145,11 +144,11 @@ def _docker_ready() -> bool:
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_mbpp_end_to_end_with_sandbox(tmp_path):
+def test_mbpp_end_to_end_with_sandbox(tmp_path, shared_data):
     if not _docker_ready():
         pytest.skip("needs the Docker daemon and the calib-sandbox:py311 image (sandbox/build_images.sh)")
     _cli(["--model", "calib-hf", "--model_args", "pretrained=smollm2-135m,dtype=float32", "--tasks", "calib_mbpp",
-          "--data_dir", str(DATA), "--limit", "1", "--gen_kwargs", "max_gen_toks=48",
+          "--data_dir", str(shared_data), "--limit", "1", "--gen_kwargs", "max_gen_toks=48",
           "--output_path", str(tmp_path / "out"), "--log_samples"])
     (r,) = load_run(tmp_path / "out")
     _check_generation_record(r)

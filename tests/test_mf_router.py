@@ -148,10 +148,10 @@ def test_training_learns_who_wins():
     assert curve.share_small.max() == 1.0
 
 
-def test_minilm_embeddings_and_cache(tmp_path):
+def test_minilm_embeddings_and_cache(tmp_path, shared_data):
     from calib_harness.routing import embeddings as E
 
-    arc = Path(__file__).resolve().parents[2] / "shared" / "data" / "arc" / "ARC-Easy" / "ARC-Easy-Dev.jsonl"
+    arc = shared_data / "arc" / "ARC-Easy" / "ARC-Easy-Dev.jsonl"
     questions = [json.loads(line)["question"]["stem"] for line in arc.read_text().splitlines()[:6]]
     texts = questions + ["What organ system coordinates the muscles when kicking a ball?"]
     v = E.embed_texts(texts, cache_dir=tmp_path, progress=False)

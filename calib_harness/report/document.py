@@ -18,7 +18,8 @@ from pathlib import Path
 import jinja2
 
 from calib_harness.outputs import write_text
-from calib_harness.report.tables import Table, format_cell, render
+from calib_harness.report import tables
+from calib_harness.report.tables import Table
 
 __all__ = ["Document", "Figure", "Section", "Table", "environment", "to_html", "to_markdown", "write"]
 
@@ -58,15 +59,9 @@ def _b64png(path: Path) -> str:
 
 @functools.lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
-    """The report templates (HTML autoescaped; Markdown not)."""
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("calib_harness.report", "templates"),
-        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=False),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
-    env.filters.update(cell=format_cell, paragraphs=_paragraphs, anchor=_anchor, b64png=_b64png,
-                       markdown=lambda t, floatfmt="{:.3f}": render(t, "markdown", floatfmt))
+    """The tables' template environment plus the document filters (paragraphs, anchors, embedded PNGs)."""
+    env = tables.environment().overlay()
+    env.filters.update(paragraphs=_paragraphs, anchor=_anchor, b64png=_b64png)
     return env
 
 

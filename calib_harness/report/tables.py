@@ -11,9 +11,12 @@ stage that adds intervals or reasons to its dicts shows them in every table with
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
+
+import jinja2
 
 FORMATS = ("markdown", "text", "html")
 
@@ -115,8 +118,6 @@ def render(table: Table, fmt: str = "markdown", floatfmt: str = "{:.3f}") -> str
     if fmt not in FORMATS:
         raise ValueError(f"unknown table format {fmt!r}; choose one of {FORMATS}")
     if fmt == "html":
-        from calib_harness.report.document import environment
-
         return environment().get_template("table.html.j2").render(t=table, floatfmt=floatfmt)
     cells = [[format_cell(v, floatfmt) for v in row] for row in table.rows]
     if fmt == "markdown":
@@ -135,3 +136,17 @@ def render(table: Table, fmt: str = "markdown", floatfmt: str = "{:.3f}") -> str
     if table.note:
         lines.append(table.note)
     return "\n".join(lines)
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    """The report templates (``report/templates``; HTML autoescaped, Markdown not), with the ``cell`` and
+    ``markdown`` filters; :mod:`calib_harness.report.document` adds its own on an overlay."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("calib_harness.report", "templates"),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=False),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(cell=format_cell, markdown=lambda t, floatfmt="{:.3f}": render(t, "markdown", floatfmt))
+    return env
