@@ -449,13 +449,18 @@ def test_results_are_shaped_like_cleanlab():
 # -- ties: a third of the confidences equal 1.0 -------------------------------------------------------
 
 
-def _saturated_runs(n=600, option_scores=True, seed=0):
+def _saturated_runs(n=900, option_scores=True, seed=0):
     """One strong expert whose confidence is exactly 1.0 on a third of the docs (right there, except
-    where the given label was flipped); elsewhere confidence in [0.3, 0.95] with accuracy ~ confidence."""
+    where the given label was flipped); elsewhere confidence in [0.3, 0.95] with accuracy ~ confidence.
+
+    The flipped labels among the saturated docs sit at low doc ids: a binner that breaks ties by input
+    order (the old one) puts them all into the first of the five bins that share the value 1.0, which is
+    the bin new 1.0 confidences were assigned to, and it ranks last among them.
+    """
     rng = np.random.default_rng(seed)
     true = rng.integers(0, 4, n)
     given = true.copy()
-    flipped = rng.random(n) < 0.1
+    flipped = np.where(np.arange(n) % 3 == 0, np.arange(n) < n // 4, rng.random(n) < 0.1) & (rng.random(n) < 0.45)
     given[flipped] = (true[flipped] + 1 + rng.integers(0, 3, flipped.sum())) % 4
     recs = []
     for i in range(n):
@@ -468,8 +473,6 @@ def _saturated_runs(n=600, option_scores=True, seed=0):
         if option_scores:
             logits = np.full(4, 0.0)
             logits[pred] = 200.0 if conf == 1.0 else np.log(3 * conf / (1 - conf))
-            p = np.exp(logits - logits.max())
-            p /= p.sum()
             recs.append(SampleRecord.from_option_scores(
                 task="calib_toy", doc_id=str(i), model="strong", option_labels=LABELS,
                 option_scores=tuple(logits - logits.max()), gold=g, option_token_mode="logits"))
@@ -492,10 +495,11 @@ def test_method2_flags_at_small_k_when_a_third_of_confidences_are_one(option_sco
         assert r.n_flagged > 0, k
         hit = {panel.keys[i][1] for i in np.flatnonzero(r.flags)}
         assert len(hit & flipped) / len(hit) > 4 * base_rate, k  # far above flagging at random
-    # every flipped label among the saturated (confidence 1.0) answers is found by K = 5
+    # the saturated bin (one bin, accuracy ~0.9) is the most accurate: every flipped label among the
+    # confidence-1.0 answers is found at K = 2 already (the old tie rule found them only at K >= 6)
     saturated_flipped = {d for d in flipped if int(d) % 3 == 0}
-    hit5 = {panel.keys[i][1] for i in np.flatnonzero(out.result("M2 K=5").flags)}
-    assert saturated_flipped and saturated_flipped <= hit5
+    hit2 = {panel.keys[i][1] for i in np.flatnonzero(out.result("M2 K=2").flags)}
+    assert saturated_flipped and saturated_flipped <= hit2
 
 
 # -- records with a confidence and no option scores ------------------------------------------------

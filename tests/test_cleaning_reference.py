@@ -142,3 +142,29 @@ def test_method3_single_expert_equals_cleanlab_confident_learning(cifar):
     assert f3.sum() > 50
     assert (f3 == cl.flags).mean() > 0.999
     assert Counter(f3 & ~cl.flags)[True] + Counter(cl.flags & ~f3)[True] <= 5
+
+
+def test_cifar10_plain_table_with_a_third_of_confidences_at_one(cifar):
+    """The real CIFAR-10 probabilities as a plain per-sample table would log them (prediction, a
+    confidence rounded to 3 decimals, correctness; no option scores): 45% of the confidences are
+    exactly 1.0.  The tie-aware bins put them in one bin, so method 2 flags at every K <= 5 (the old
+    tie rule spread them over seven bins and flagged nothing for K <= 4), and only the methods that
+    need no option scores run."""
+    run, ref = cifar
+    recs = [SampleRecord(r.task, r.doc_id, r.model, r.prediction, round(r.confidence, 3), r.score, r.gold)
+            for r in run.records]
+    plain = Run("cifar10-cv-3dp", recs)
+    assert np.mean(plain.confidences() == 1.0) > 1 / 3
+    panel = build_panel([plain], n_bins=15)
+    assert not panel.has_option_scores
+    assert all(t.n_bins < 15 for ft in panel.bin_tables for t in ft)
+    out = run_methods(panel, require_agreement=False)
+    assert set(out.skipped) == {"class-threshold", "confident-learning"}
+    rows = {(r.positives, r.method): r for r in evaluate(out, ref)}
+    m1 = rows[("any", "M1 top-1")]
+    assert m1.n_flagged == 275 and m1.tp == 54  # the same disagreements as with option scores
+    for k in range(1, 6):
+        r = rows[("any", f"M2 K={k}")]
+        assert r.n_flagged > 0, k
+        # the most accurate bins hold the most precise flags (intervals are wide at small K)
+        assert r.precision > m1.precision and r.precision_low <= r.precision <= r.precision_high, k
