@@ -15,8 +15,9 @@ Protocol (scikit-learn style, :class:`Router`):
   the K of Algorithm 1, override it);
 * an unfitted router raises scikit-learn's :class:`~sklearn.exceptions.NotFittedError`.
 
-Subclasses implement ``_fit(calib)`` and ``score(data)``; ``fit`` calls ``_fit`` and stores the
-calibration scores (``calib_scores_``).  Constructor arguments follow scikit-learn's rules
+Subclasses implement ``_fit(calib)`` and ``score(data)``; ``fit`` calls ``_fit``, marks the
+router fitted (``fitted_``) and stores the calibration scores (``calib_scores_``); every
+``score`` is wrapped so that it raises ``NotFittedError`` before ``fit``.  Constructor arguments follow scikit-learn's rules
 (stored under their own names), so ``sklearn.base.clone`` and ``get_params`` work.
 
 Registry (lm-eval style, ``register_model`` / ``get_model``)::
@@ -49,6 +50,7 @@ Class attributes a router declares:
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import logging
@@ -207,11 +209,27 @@ class Router(BaseEstimator, ABC):
     #: position in tables and plots (lower first; ties: registration order)
     order: ClassVar[int] = 50
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("score")
+        if own is not None and not getattr(own, "__isabstractmethod__", False) and not getattr(own, "_checks_fitted", False):
+
+            @functools.wraps(own)
+            def score(self, data, *a, **kw):
+                check_is_fitted(self, "fitted_")
+                return own(self, data, *a, **kw)
+
+            score._checks_fitted = True  # type: ignore[attr-defined]
+            cls.score = score  # type: ignore[method-assign]
+
     def fit(self, calib: RoutingData) -> "Router":
         """Fit on the calibration half; keeps its scores for :meth:`route`'s share cut."""
         if len(calib) == 0:
             raise ValueError(f"{self.name}: cannot fit on an empty calibration half")
+        for attr in ("fitted_", "calib_scores_"):
+            self.__dict__.pop(attr, None)
         self._fit(calib)
+        self.fitted_ = True
         self.calib_scores_ = np.asarray(self.score(calib), dtype=np.float64)
         return self
 

@@ -25,7 +25,9 @@ in :data:`CANDIDATES`).  The test half is never seen.  The candidates:
 A calibrator that *collapses* a model's confidences (spread of its per-bin mean calibrated
 confidence under a quarter (:data:`COLLAPSE_RATIO`) of the spread of the per-bin accuracy, while a chi-square test says the
 accuracy does vary across bins, p < 0.01) is reported: a warning for the one used, a flag in
-the selection table for the others.  :meth:`CalibratedConfidenceRouter.bin_table` gives the
+the selection table for the others.  When the calibration half is too small for the choice (no
+held-out part on which the two models differ in accuracy), CC falls back to the raw confidences
+and says so.  :meth:`CalibratedConfidenceRouter.bin_table` gives the
 per-bin table (calibrated confidence against accuracy for both models).
 """
 
@@ -162,7 +164,16 @@ class CalibratedConfidenceRouter(_BinnedRouter):
         self.warnings_: list[str] = []
         if self.method == "auto":
             self.selection_ = self._select(calib)
-            self.method_ = max(self.selection_, key=lambda m: (self.selection_[m]["apgr"], -CANDIDATES.index(m)))
+            if self.selection_:
+                self.method_ = max(self.selection_, key=lambda m: (self.selection_[m]["apgr"], -CANDIDATES.index(m)))
+            else:
+                self.method_ = "none"
+                msg = (
+                    f"CC: {len(calib)} calibration documents are too few to choose a calibrator by cross-fitting "
+                    "(no held-out part had two models of different accuracy); CC uses the raw confidences (as UC)"
+                )
+                self.warnings_.append(msg)
+                logger.warning(msg)
         else:
             self.selection_ = {}
             self.method_ = self.method
@@ -198,9 +209,9 @@ class CalibratedConfidenceRouter(_BinnedRouter):
         from calib_harness.routing.curves import apgr
 
         n = len(calib)
-        k = int(min(max(2, self.folds), n // 2)) if n >= 4 else 0
+        k = int(min(max(2, self.folds), n // 2))
         if k < 2:
-            raise ValueError(f"CC needs at least 4 calibration inputs to choose its calibrator (got {n})")
+            return {}
         fold = np.random.default_rng(self.seed).permutation(n) % k
         out: dict[str, dict[str, Any]] = {}
         for m in available_candidates(calib):
@@ -227,8 +238,6 @@ class CalibratedConfidenceRouter(_BinnedRouter):
                     "folds": int(a.size),
                     "collapsed": bool(collapsed),
                 }
-        if not out:
-            raise ValueError("CC: no calibrator could be evaluated on the calibration half (too few inputs?)")
         return out
 
     def _advantage(self) -> str:

@@ -319,7 +319,13 @@ def _decide_roles(cal: RoutingData, costs: Sequence[float] | None, roles: str) -
     return swap, rec, warns
 
 
-def _check_inputs(small: Run, large: Run, n_bins: int, cal_fraction: float) -> list[str]:
+def check_pair(small: Run, large: Run, n_bins: int = 15, cal_fraction: float = 0.5) -> list[str]:
+    """Refuse (CliError) pairs no cascade can be measured on; return warnings for thin ones.
+
+    Refused: fewer than :data:`MIN_DOCS` documents in common, or two runs with identical
+    scores and confidences (the same run twice).  Warned: fewer than :data:`MIN_DOCS_PER_BIN`
+    calibration documents per bin.
+    """
     n = len(small)
     if n < MIN_DOCS:
         raise CliError(
@@ -451,7 +457,7 @@ def compare_routers(
     wanted = [canonical_name(r) for r in (routers if routers is not None else default_routers())]
     wanted = list(dict.fromkeys(wanted))
     small, large = align(small, large)
-    warns = _check_inputs(small, large, n_bins, cal_fraction)
+    warns = check_pair(small, large, n_bins, cal_fraction)
     data = RoutingData.from_runs(small, large, embedding_cache=embedding_cache, progress=progress)
     cal_idx, test_idx = split_indices(len(data), cal_fraction, seed)
     swap, role_rec, role_warns = _decide_roles(data.subset(cal_idx), costs, roles)
@@ -470,6 +476,7 @@ def compare_routers(
     common = {"n_bins": n_bins, "seed": seed, "progress": progress}
 
     fitted: dict[str, Router] = {}
+    router_warns: list[str] = []
     curves: dict[str, RoutingCurve] = {}
     meta: dict[str, Any] = {"method": method, "cal_fraction": cal_fraction, "seed": seed, "n_boot": n_boot, "routers": {}}
     for name in wanted:
@@ -482,11 +489,10 @@ def compare_routers(
             curves[name] = r.curve(test)
         except ValueError as e:
             warns.append(f"{name} skipped: {e}")
-            logger.warning("%s skipped: %s", name, e)
             continue
         fitted[name] = r
         meta["routers"][name] = r.info()
-        warns += list(getattr(r, "warnings_", []))
+        router_warns += list(getattr(r, "warnings_", []))  # the router logged them itself
 
     same = bool(np.isclose(p_small, p_large))
     if same:
@@ -591,7 +597,7 @@ def compare_routers(
         same_size=same_size,
         operating_points=op_points,
         bin_tables=bin_tables,
-        warnings=list(dict.fromkeys(warns)),
+        warnings=list(dict.fromkeys(warns + router_warns)),
         meta=meta,
         routers=fitted,
         bands=bands,

@@ -22,8 +22,9 @@ per-bin advantages (for information) and the small model's calibrator as plain n
   (histogram binning), ``values[i]`` for ``edges[i-1] <= x < edges[i]`` (inner edges;
   ``"side": "left"`` for right-closed bins ``edges[i-1] < x <= edges[i]``).
 
-``route(x)`` accepts what the calibrator needs: a list of option scores, a scalar (confidence or
-the named feature), or a dict of features (``{"mean_logit": ..., "confidence": ...}``).
+``route(x)`` accepts what the calibrator needs: a list of option scores (for a calibrator of the
+confidence, the raw confidence is their softmax maximum), a scalar (confidence or the named
+feature), or a dict of features (``{"mean_logit": ..., "confidence": ...}``).
 """
 
 from __future__ import annotations
@@ -66,9 +67,9 @@ def apply_calibrator(spec: Mapping[str, Any], x: Any) -> float:
             raise ValueError("a temperature-scaled router needs the option scores, not a scalar confidence")
         return _softmax_max(x, float(spec["temperature"]))
     if not isinstance(x, (int, float)):
-        if kind == "identity" and feature == "confidence":
-            return _softmax_max(x, 1.0)  # raw restricted softmax of the option scores
-        raise ValueError(f"{kind} calibrator on {feature!r} needs a scalar input")
+        if feature != "confidence":
+            raise ValueError(f"{kind} calibrator on {feature!r} needs a scalar input")
+        x = _softmax_max(x, 1.0)  # option scores -> the raw confidence (max of their softmax)
     x = float(x)
     if kind == "identity":
         return x
