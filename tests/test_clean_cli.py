@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re as re_module
 
 import numpy as np
 import pytest
@@ -67,7 +68,8 @@ def test_clean_cli_with_pseudo_label_reference_and_reevaluation(tmp_path, capsys
     assert args.func(args) == 0
     printed = capsys.readouterr().out
     assert "150 documents evaluated" in printed and "pseudo-strong" in printed
-    assert "precision [95% CI]" in printed and "CIRCULAR" not in printed
+    assert "95% Wilson intervals in brackets" in printed and "CIRCULAR" not in printed
+    assert re_module.search(r"1\.000 \[0\.\d{3}, 1\.000\]", printed)  # a precision with its interval
     for name in ("flagged.csv", "flagged.jsonl", "summary.csv", "bins.csv", "evaluation.csv", "evaluation.json",
                  "overlap.csv", "precision_detection.png", "reevaluation.csv", "reevaluation.json", "verdict_guide.txt",
                  "run.json"):
@@ -80,7 +82,7 @@ def test_clean_cli_with_pseudo_label_reference_and_reevaluation(tmp_path, capsys
     # 150 docs, every 8th wrong = 19; the strong model gets all right, so these are the positives
     assert int(m1["n_eval"]) == 150 and int(m1["n_errors"]) == 19
     assert float(m1["precision"]) > 0.5 and float(m1["detection_rate"]) > 0.5
-    assert float(m1["precision_low"]) <= float(m1["precision"]) <= float(m1["precision_high"])
+    assert float(m1["precision_lo"]) <= float(m1["precision"]) <= float(m1["precision_hi"])
     ej = _strict_json(out / "evaluation.json")
     assert ej["interval"] == "95% Wilson score"
     nothing = next(r for r in ej["rows"] if r["n_flagged"] == 0)  # undefined precision: null plus a reason

@@ -333,7 +333,7 @@ def test_reevaluation_removed_and_relabeled_on_an_independent_run():
     assert not any(r["circular"] for r in rows.values())
     assert rows["relabeled"]["labels_from"] == "agreed answer of experts a, b"
     for r in rows.values():  # Wilson intervals around every accuracy
-        assert 0.0 <= r["acc_low"] <= r["accuracy"] <= r["acc_high"] <= 1.0
+        assert 0.0 <= r["accuracy_lo"] <= r["accuracy"] <= r["accuracy_hi"] <= 1.0
 
 
 def test_reevaluation_refuses_the_experts_unless_circular_is_allowed():
@@ -367,7 +367,7 @@ def test_reevaluation_cascade_chooses_k_on_the_calibration_half():
     assert [r["label_set"] for r in rows] == ["full", "removed", "relabeled"]
     for r in rows:
         assert r["operating_point_from"] == "calibration half" and r["K"] is not None
-        assert 0.0 <= r["acc_low"] <= r["accuracy"] <= r["acc_high"] <= 1.0
+        assert 0.0 <= r["accuracy_lo"] <= r["accuracy"] <= r["accuracy_hi"] <= 1.0
     # the reported point is the calibration half's best, not the test half's: reproduce it
     from calib_harness.calibration import split_runs
     from calib_harness.routing.base import RoutingData, make_router

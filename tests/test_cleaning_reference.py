@@ -167,4 +167,4 @@ def test_cifar10_plain_table_with_a_third_of_confidences_at_one(cifar):
         r = rows[("any", f"M2 K={k}")]
         assert r.n_flagged > 0, k
         # the most accurate bins hold the most precise flags (intervals are wide at small K)
-        assert r.precision > m1.precision and r.precision_low <= r.precision <= r.precision_high, k
+        assert r.precision > m1.precision and r.precision_lo <= r.precision <= r.precision_hi, k

@@ -9,8 +9,10 @@ Over the evaluated samples the reference covers (``n_eval``):
   samples over the data set size), kept so both readings can be plotted.
 
 Precision and detection rate carry 95% Wilson score intervals
-(:func:`calib_harness.metrics.wilson_interval`): ``precision_low`` / ``precision_high`` and
-``detection_low`` / ``detection_high`` (NaN, written as ``null`` in JSON, where undefined).
+(:func:`calib_harness.metrics.wilson_interval`): ``precision_lo`` / ``precision_hi`` and
+``detection_rate_lo`` / ``detection_rate_hi`` (NaN, written as ``null`` in JSON, where undefined) --
+the house ``X_lo`` / ``X_hi`` convention, so every table (:mod:`calib_harness.report.tables`)
+prints them as ``v [lo, hi]``.
 """
 
 from __future__ import annotations
@@ -42,42 +44,18 @@ class EvalRow:
     precision: float
     detection_rate: float
     flag_rate: float
-    precision_low: float = float("nan")
-    precision_high: float = float("nan")
-    detection_low: float = float("nan")
-    detection_high: float = float("nan")
+    precision_lo: float = float("nan")
+    precision_hi: float = float("nan")
+    detection_rate_lo: float = float("nan")
+    detection_rate_hi: float = float("nan")
 
     def __post_init__(self) -> None:
         alpha = 1.0 - INTERVAL_LEVEL
-        self.precision_low, self.precision_high = wilson_interval(self.tp, self.n_flagged, alpha)
-        self.detection_low, self.detection_high = wilson_interval(self.tp, self.n_errors, alpha)
+        self.precision_lo, self.precision_hi = wilson_interval(self.tp, self.n_flagged, alpha)
+        self.detection_rate_lo, self.detection_rate_hi = wilson_interval(self.tp, self.n_errors, alpha)
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def with_interval(value: float, low: float, high: float, fmt: str = "{:.3f}") -> str:
-    """``0.412 [0.301, 0.532]`` (``n/a`` when undefined)."""
-    if value is None or not np.isfinite(value):
-        return "n/a"
-    return f"{fmt.format(value)} [{fmt.format(low)}, {fmt.format(high)}]"
-
-
-def display_rows(rows: list[EvalRow]) -> list[dict]:
-    """Rows for printed / Markdown tables: counts, and precision / detection with 95% intervals."""
-    return [
-        {
-            "positives": r.positives,
-            "method": r.method,
-            "n_eval": r.n_eval,
-            "n_errors": r.n_errors,
-            "n_flagged": r.n_flagged,
-            "tp": r.tp,
-            "precision [95% CI]": with_interval(r.precision, r.precision_low, r.precision_high),
-            "detection [95% CI]": with_interval(r.detection_rate, r.detection_low, r.detection_high),
-        }
-        for r in rows
-    ]
 
 
 def precision_detection(flags, is_error) -> tuple[int, int, int, float, float]:
@@ -136,9 +114,10 @@ def correction_accuracy(outcome: CleaningOutcome, reference: Reference, flags) -
 
 
 def format_table(rows: list[dict], columns: list[str] | None = None, floatfmt: str = "{:.3f}") -> str:
-    """A plain fixed-width text table (what the CLI prints): :mod:`calib_harness.report.tables`'s renderer."""
+    """Fixed-width text (what the CLI prints) through the one table renderer
+    (:mod:`calib_harness.report.tables`): ``X_lo`` / ``X_hi`` companions print as ``v [lo, hi]``."""
     from calib_harness.report.tables import Table
 
     if not rows:
         return "(no rows)"
-    return Table.from_dicts("", rows, columns).render("text", floatfmt)
+    return Table.from_dicts("", rows, columns).render("text", floatfmt).strip("\n")

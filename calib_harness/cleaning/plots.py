@@ -57,12 +57,12 @@ def _place_labels(ax, pts, placed: list, renderer, color, done: set) -> int:
 
 def _intervals(rows: list[EvalRow], x: str) -> tuple[np.ndarray, np.ndarray | None]:
     y = np.array([r.precision for r in rows])
-    yerr = np.array([[r.precision - r.precision_low for r in rows], [r.precision_high - r.precision for r in rows]])
+    yerr = np.array([[r.precision - r.precision_lo for r in rows], [r.precision_hi - r.precision for r in rows]])
     xerr = None
     if x == "detection_rate":
         d = np.array([r.detection_rate for r in rows])
-        xerr = np.array([[r.detection_rate - r.detection_low for r in rows],
-                         [r.detection_high - r.detection_rate for r in rows]])
+        xerr = np.array([[r.detection_rate - r.detection_rate_lo for r in rows],
+                         [r.detection_rate_hi - r.detection_rate for r in rows]])
         xerr = np.where(np.isfinite(xerr), np.maximum(xerr, 0), 0) if np.isfinite(d).all() else None
     return np.where(np.isfinite(yerr), np.maximum(yerr, 0), 0), xerr
 

@@ -20,7 +20,7 @@ registry's ``"CC"``), fitted on the calibration half of each label set.  Its ope
 (K) is chosen on the calibration half -- the point with the best calibration-half accuracy --
 and its accuracy is reported on the test half at that point, never the best test-half point.
 
-Accuracies carry 95% Wilson intervals (``acc_low`` / ``acc_high``).
+Accuracies carry 95% Wilson intervals (``accuracy_lo`` / ``accuracy_hi``).
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def _acc_row(label_set: LabelSet, run: Run, circular: bool) -> dict:
     acc = float(s.mean()) if n else float("nan")
     lo, hi = wilson_interval(float(s.sum()), n) if n else (float("nan"), float("nan"))
     return {"label_set": label_set.name, "scored": run.model, "role": "model", "n": n, "accuracy": acc,
-            "acc_low": lo, "acc_high": hi, "circular": circular, "labels_from": label_set.labels_from}
+            "accuracy_lo": lo, "accuracy_hi": hi, "circular": circular, "labels_from": label_set.labels_from}
 
 
 def reevaluate(
@@ -163,7 +163,7 @@ def _cascade_row(small: Run, large: Run, n_bins: int, seed: int, cal_fraction: f
     from calib_harness.routing.base import RoutingData, make_router
 
     n = len(small)
-    out: dict = {"n": 0, "accuracy": float("nan"), "acc_low": float("nan"), "acc_high": float("nan"),
+    out: dict = {"n": 0, "accuracy": float("nan"), "accuracy_lo": float("nan"), "accuracy_hi": float("nan"),
                  "K": None, "share_small": float("nan"), "test_acc_small": float("nan"),
                  "test_acc_large": float("nan"), "operating_point_from": "calibration half"}
     if n < 4:
@@ -197,7 +197,7 @@ def _cascade_row(small: Run, large: Run, n_bins: int, seed: int, cal_fraction: f
         share = float(1.0 - to_large.mean())
     n_test = len(test)
     lo, hi = wilson_interval(acc * n_test, n_test)
-    out.update({"n": n_test, "accuracy": acc, "acc_low": lo, "acc_high": hi, "K": None if k is None else int(k),
+    out.update({"n": n_test, "accuracy": acc, "accuracy_lo": lo, "accuracy_hi": hi, "K": None if k is None else int(k),
                 "share_small": share, "test_acc_small": float(ys.mean()), "test_acc_large": float(yl.mean()),
                 "cal_accuracy_at_K": float(acc_cal[best])})
     return out

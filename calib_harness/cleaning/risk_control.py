@@ -136,7 +136,7 @@ def risk_controlled_flags(
     tp, nf = int((f_hold & is_err[hold_idx]).sum()), int(f_hold.sum())
     lo, hi = wilson_interval(tp, nf) if nf else (float("nan"), float("nan"))
     holdout.update({"n_flagged": nf, "tp": tp, "precision": tp / nf if nf else float("nan"),
-                    "precision_low": lo, "precision_high": hi})
+                    "precision_lo": lo, "precision_hi": hi})
     res = RiskControlResult(float(min_precision), float(delta), positives, [r.name for r in grid],
                             chosen.name if chosen is not None else None, flags, record, holdout)
     logger.info(res.summary_line())

@@ -246,7 +246,9 @@ def run(args: argparse.Namespace) -> int:
         write_json(out / "evaluation.json", {"reference": reference.name, "description": reference.description,
                                              "interval": "95% Wilson score", "rows": [r.to_dict() for r in eval_rows]})
         print(f"reference {reference.name}: {reference.description}")
-        print(ev.format_table(ev.display_rows(eval_rows)))
+        print(ev.format_table([r.to_dict() for r in eval_rows],
+                              ["positives", "method", "n_eval", "n_errors", "n_flagged", "tp", "precision", "detection_rate"]))
+        print("precision and detection_rate: 95% Wilson intervals in brackets")
         written += ["evaluation.csv", "evaluation.json"]
         if not args.no_plots:
             from calib_harness.cleaning.plots import plot_precision_detection
@@ -285,7 +287,7 @@ def run(args: argparse.Namespace) -> int:
         write_json(out / "reevaluation.json", reeval_info)
         label = " [CIRCULAR: scored runs took part in the cleaning]" if circular else ""
         print(f"re-evaluation, cleaned with {name!r}{label}:")
-        print(ev.format_table(rr, ["label_set", "scored", "role", "n", "accuracy", "acc_low", "acc_high", "circular", "K"]))
+        print(ev.format_table(rr, ["label_set", "scored", "role", "n", "accuracy", "circular", "K"]))
         written += ["reevaluation.csv", "reevaluation.json"]
     write_json(
         out / "run.json",
