@@ -28,18 +28,7 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Mapping
 
-from .core import (
-    RUNNER_SOURCE,
-    DockerUnavailable,
-    ExecutionResult,
-    Job,
-    Limits,
-    Sandbox,
-    SandboxError,
-    job_payload,
-    register_sandbox,
-    to_result,
-)
+from .core import RUNNER_SOURCE, DockerUnavailable, ExecutionResult, Job, Limits, Sandbox, SandboxError, job_payload, register_sandbox, to_result
 
 logger = logging.getLogger(__name__)
 

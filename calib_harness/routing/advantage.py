@@ -23,7 +23,7 @@ input goes back to the bin it was fitted in.
 
 The registered routers (:mod:`calib_harness.routing.base`): ``UC`` (raw confidences) and ``CC``
 (calibrated confidences, :class:`CalibratedConfidenceRouter`; its calibrators are chosen in
-:mod:`calib_harness.routing.cc_calibration`).  Their ``score`` is the position of an input's
+:mod:`calib_harness.routing.calibrated`).  Their ``score`` is the position of an input's
 bin in the advantage order (higher = deferred earlier), and their curve has one point per K.
 """
 

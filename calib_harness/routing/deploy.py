@@ -96,7 +96,7 @@ def apply_calibrator(spec: Mapping[str, Any], x: Any) -> float:
 
 @dataclass
 class DeployableRouter:
-    """Phase II of Algorithm 1.  Build it with :func:`calib_harness.routing.cascade.build_deployable`
+    """Phase II of Algorithm 1.  Build it with :func:`calib_harness.routing.compare.build_deployable`
     (or by hand), ``save`` it, ``load`` it where the small model serves, call ``route``."""
 
     edges: list[float]
