@@ -541,7 +541,7 @@ def collapse_warning(before, after, min_distinct: int = 3, min_spread_ratio: flo
     msg = (
         f"the calibrator collapsed the confidences: {na} distinct value(s) left (from {nb}), "
         f"spread {sa:.3g} (from {sb:.3g}); they can no longer rank samples "
-        "(use a smoother method such as temperature or Platt scaling, or more calibration data)"
+        "(fit on more calibration data with both correct and wrong answers, or use a smoother method)"
     )
     logger.warning(msg)
     return msg
