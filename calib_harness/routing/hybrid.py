@@ -71,7 +71,7 @@ class _Side:
             if X.shape[1] == 0:
                 self.const_ = float(yb.mean())
             else:
-                self.lr_ = LogisticRegression(C=self.C, max_iter=2000)
+                self.lr_ = LogisticRegression(C=self.C, solver="newton-cholesky", max_iter=200)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ConvergenceWarning)
                     self.lr_.fit(X, yb)
@@ -86,17 +86,21 @@ class _Side:
 class _Model:
     """Feature map + the two sides for one setting ``(use_conf, k, C)``."""
 
-    def __init__(self, use_conf: bool, k: int, C: float, seed: int = 0):
+    def __init__(self, use_conf: bool, k: int, C: float, seed: int = 0, pca: PCA | None = None):
+        # ``pca``: a PCA with >= k components already fitted on the same inputs (full-SVD
+        # components are nested, so its first k columns are PCA(k)'s)
         self.use_conf, self.k, self.C, self.seed = use_conf, k, C, seed
+        if pca is not None:
+            self.pca_ = pca
 
     def _features(self, z: np.ndarray, emb: np.ndarray | None, fit: bool) -> np.ndarray:
         parts = []
         if self.use_conf:
             parts.append(z[:, None])
         if self.k > 0:
-            if fit:
-                self.pca_ = PCA(n_components=self.k, random_state=self.seed).fit(emb)
-            parts.append(self.pca_.transform(emb))
+            if fit and getattr(self, "pca_", None) is None:
+                self.pca_ = PCA(n_components=self.k, svd_solver="full").fit(emb)
+            parts.append(self.pca_.transform(emb)[:, : self.k])
         X = np.hstack(parts) if parts else np.zeros((z.size, 0))
         if X.shape[1]:
             if fit:
@@ -165,7 +169,13 @@ class HybridRouter(Router):
         return cands
 
     def _fit(self, calib: RoutingData) -> None:
+        from threadpoolctl import threadpool_limits
+
         z, emb = self._inputs(calib)
+        with threadpool_limits(1):  # hundreds of tiny fits: threads only add overhead
+            self._fit_arrays(z, emb, calib)
+
+    def _fit_arrays(self, z: np.ndarray, emb: np.ndarray | None, calib: RoutingData) -> None:
         ys, yl = calib.small_scores, calib.large_scores
         n = z.size
         if self.folds < 2:
@@ -177,11 +187,13 @@ class HybridRouter(Router):
         kf = KFold(self.folds, shuffle=True, random_state=self.seed)
         splits = list(kf.split(z))
         p_s, p_l = float(ys.mean()), float(yl.mean())
+        k_max = max(k for _, k, _ in cands)
+        pcas = [PCA(n_components=k_max, svd_solver="full").fit(emb[tr]) if k_max > 0 else None for tr, _ in splits]
         results = []
         for use_conf, k, C in cands:
             oof = np.empty(n)
-            for tr, te in splits:
-                m = _Model(use_conf, k, C, self.seed).fit(z[tr], None if emb is None else emb[tr], ys[tr], yl[tr])
+            for (tr, te), pca in zip(splits, pcas):
+                m = _Model(use_conf, k, C, self.seed, pca).fit(z[tr], None if emb is None else emb[tr], ys[tr], yl[tr])
                 oof[te] = m.gain(z[te], None if emb is None else emb[te])
             if np.isclose(p_s, p_l):
                 score = float(np.mean(oof * (yl - ys)))  # APGR undefined: mean realised gain ranking proxy
