@@ -41,10 +41,11 @@ NULL_REASONS_KEY = "null_reasons"
 _DEFAULT_NAN_REASON = "not a number: undefined for these inputs"
 
 
-class CliError(Exception):
+class CliError(ValueError):
     """A user-facing error: one line saying what is wrong and how to fix it.
 
-    The CLI prints ``calib-harness <command>: error: <message>`` and exits with status 2.
+    The CLI prints ``calib-harness <command>: error: <message>`` and exits with status 2.  A
+    ``ValueError``, so library callers that catch bad input catch it too.
     """
 
     exit_code = 2
@@ -217,6 +218,14 @@ def _manifest(what: str, complete: bool, **info: Any) -> dict[str, Any]:
     }
 
 
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def _resolved(paths: Iterable[str | Path]) -> set[Path]:
     out: set[Path] = set()
     for p in paths:
@@ -256,6 +265,8 @@ def prepare_output_dir(
     if out.exists() and not out.is_dir():
         raise CliError(f"output {out} is a file, not a folder; pass another -o/--output")
     existing = sorted(f for f in out.rglob("*") if f.is_file()) if out.exists() else []
+    if [f.name for f in existing] == [MANIFEST] and not _read_manifest(out).get("complete", True):
+        existing = []  # only the marker of a run that stopped before writing anything
     removed: list[Path] = []
     if existing:
         named = [f for f in existing if f.name != MANIFEST] or existing

@@ -1,7 +1,7 @@
 """Run the GATEKEEPER sweep without the full CLI: same arguments as ``calib-harness gatekeeper``.
 
-    python scripts/gatekeeper_sweep.py sweep --pair mnist --out runs/gatekeeper
-    python scripts/gatekeeper_sweep.py table --out runs/gatekeeper
+    python scripts/gatekeeper_sweep.py sweep --pair mnist -o runs/gatekeeper
+    python scripts/gatekeeper_sweep.py table -o runs/gatekeeper
 """
 
 import argparse

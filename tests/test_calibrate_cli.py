@@ -69,7 +69,7 @@ def test_calibrate_temperature_writes_everything_beside_the_input(easy_dir, caps
 def test_calibrate_all_methods_and_shift(easy_dir, fixtures_dir, tmp_path, capsys):
     out = tmp_path / "out"
     shift = fixtures_dir / "records" / "arc_challenge_dev_smollm2.jsonl"
-    code = run_cli([str(easy_dir / "records.jsonl"), "--method", "all", "--apply-to", str(shift), "--out", str(out)])
+    code = run_cli([str(easy_dir / "records.jsonl"), "--method", "all", "--apply-to", str(shift), "--output", str(out)])
     assert code == 0
     summary = json.loads((out / "metrics.json").read_text())
     assert list(summary["methods"]) == ["temperature", "platt", "histogram", "isotonic"]
@@ -86,11 +86,11 @@ def test_calibrate_all_methods_and_shift(easy_dir, fixtures_dir, tmp_path, capsy
 
 
 def test_calibrate_with_saved_calibrator(easy_dir, fixtures_dir, tmp_path):
-    assert run_cli([str(easy_dir), "--method", "platt", "--no-plot"]) == 0
+    assert run_cli([str(easy_dir), "--method", "platt", "--no-plots"]) == 0
     saved = easy_dir / "calibration" / "calibrator_platt.json"
     out = tmp_path / "applied"
     shift = fixtures_dir / "records" / "arc_challenge_dev_smollm2.jsonl"
-    assert run_cli([str(shift), "--calibrator", str(saved), "--out", str(out)]) == 0
+    assert run_cli([str(shift), "--calibrator", str(saved), "--output", str(out)]) == 0
     recs = load_records_jsonl(out / "calibrated" / "records.jsonl")
     cal = RunCalibrator.from_json(saved.read_text())
     assert np.allclose(recs.confidences(), cal.confidence(load_records_jsonl(shift)))
@@ -101,17 +101,35 @@ def test_calibrate_refuses_to_overwrite_its_input(easy_dir):
     src = easy_dir / "calibrated" / "records.jsonl"
     src.parent.mkdir()
     shutil.copy(easy_dir / "records.jsonl", src)
-    with pytest.raises(ValueError, match="refusing to overwrite"):
-        run_cli([str(src), "--out", str(easy_dir), "--no-plot"])
+    before = {p: p.read_bytes() for p in easy_dir.rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match="already holds results"):
+        run_cli([str(src), "--output", str(easy_dir), "--no-plots"])
+    with pytest.raises(ValueError, match="holds input files of this run"):
+        run_cli([str(src), "--output", str(easy_dir), "--no-plots", "--force"])
+    assert {p: p.read_bytes() for p in easy_dir.rglob("*") if p.is_file()} == before
+
+
+def test_calibrate_rerun_with_the_default_output(easy_dir):
+    """A rerun is refused with a hint at --force (not a false 'overwrite the input'); --force replaces it."""
+    assert run_cli([str(easy_dir), "--method", "platt", "histogram"]) == 0
+    out = easy_dir / "calibration"
+    assert (out / "calibrator_histogram.json").is_file() and (out / "reliability_histogram.png").is_file()
+    with pytest.raises(ValueError, match="already holds results.*--force"):
+        run_cli([str(easy_dir), "--method", "platt"])
+    assert run_cli([str(easy_dir), "--method", "platt", "--no-plots", "--force"]) == 0
+    # nothing stale: the histogram files of the first run are gone, the new run's files are there
+    assert not (out / "calibrator_histogram.json").exists() and not list(out.glob("*.png"))
+    assert json.loads((out / "metrics.json").read_text())["methods"].keys() == {"platt"}
+    assert (easy_dir / "records.jsonl").is_file()
 
 
 def test_calibrate_clear_errors(easy_dir, tmp_path):
     with pytest.raises(FileNotFoundError):
         run_cli([str(tmp_path / "missing")])
     with pytest.raises(ValueError, match="no feature 'mean_entropy'"):
-        run_cli([str(easy_dir), "--method", "platt", "--feature", "mean_entropy", "--no-plot"])
+        run_cli([str(easy_dir), "--method", "platt", "--feature", "mean_entropy", "--no-plots"])
     with pytest.raises(ValueError, match="strictly between"):
-        run_cli([str(easy_dir), "--cal-fraction", "1.2", "--no-plot"])
+        run_cli([str(easy_dir), "--cal-fraction", "1.2", "--no-plots"])
 
 
 
@@ -129,7 +147,7 @@ def test_calibrate_an_lm_eval_output_folder(fixtures_dir, tmp_path, capsys):
     assert results["ece,none"] == pytest.approx(M.ece(run.confidences(), run.scores()), abs=1e-12)
     assert results["brier,none"] == pytest.approx(M.brier(run.confidences(), run.scores()), abs=1e-12)
 
-    assert run_cli([str(src), "--method", "temperature", "platt", "--n-bins", "5"]) == 0
+    assert run_cli([str(src), "--method", "temperature", "platt", "--bins", "5"]) == 0
     assert "calib_arc_easy" in capsys.readouterr().out
     out = src / "calibration"
     assert {p: p.read_bytes() for p in before} == before  # lm-eval's files untouched

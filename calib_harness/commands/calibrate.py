@@ -195,8 +195,10 @@ def run(args: argparse.Namespace) -> int:
     src = Path(args.path)
     run_a = load_run(src, model=args.model, tasks=args.tasks, **loader_kwargs(args))
     out: Path = Path(args.output) if args.output else default_out(src)
-    # the input's files, less an earlier run's results in the output folder (a rerun is not an overwrite)
-    inputs = {f for f in _input_files(src) if not f.is_relative_to(out.resolve())}
+    # the input's files, less an earlier run's results in an output folder inside it (a rerun is not an overwrite)
+    inputs = _input_files(src)
+    if src.is_dir() and out.resolve() != src.resolve() and out.resolve().is_relative_to(src.resolve()):
+        inputs = {f for f in inputs if not f.is_relative_to(out.resolve())}
     if args.apply_to:
         inputs |= _input_files(Path(args.apply_to))
     n_bins = int(args.bins)

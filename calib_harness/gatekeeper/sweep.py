@@ -276,7 +276,7 @@ def run_arc_sweep(out: str | Path, cfg: ArcSweepConfig = ArcSweepConfig(), progr
     if cfg.stage1_steps and (stage1_dir / "stage1.json").exists() and not force:
         saved = json.loads((stage1_dir / "stage1.json").read_text())
         if {k: saved.get(k) for k in stage1_spec} != stage1_spec:
-            raise ValueError(f"{stage1_dir} was trained with {saved}, not {stage1_spec}: use another --out or --force")
+            raise ValueError(f"{stage1_dir} was trained with {saved}, not {stage1_spec}: use another -o/--output or --force")
     if cfg.stage1_steps and (force or not (stage1_dir / "config.json").exists()):
         torch.manual_seed(cfg.seed)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)

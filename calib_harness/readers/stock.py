@@ -178,6 +178,11 @@ def record_from_stock_sample(
     doc_id = sample.get("doc_id")
     if doc_id is None:
         raise RecordError(f"task {task!r}: sample without doc_id")
+    if "filtered_resps" not in sample and "resps" not in sample:
+        raise RecordError(
+            f"task {task!r} doc {doc_id}: no responses (resps / filtered_resps) and no calib-harness record payload; "
+            "was this written by lm-eval --log_samples?"
+        )
     filt = str(sample.get("filter", "none"))
     args = _arguments(sample)
     if kind == "multiple_choice":

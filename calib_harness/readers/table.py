@@ -158,8 +158,7 @@ def read_table(path: str | Path, model: str | None = None, task: str | None = No
                 raise RecordError(f"{where}: option probabilities must be in [0, 1], got {probs}")
             if abs(p.sum() - 1.0) > 1e-3:
                 extra["renormalised_from_sum"] = float(p.sum())
-            with np.errstate(divide="ignore"):
-                scores = np.log(p / p.sum())
+            scores = np.log(np.clip(p / p.sum(), 1e-300, None))  # a 0 cell stays finite (strict JSON)
             rec = SampleRecord.from_option_scores(
                 scores, labels, label, task=t, doc_id=doc_id, model=name, option_token_mode="probabilities",
                 prompt=prompt, extra=extra,
