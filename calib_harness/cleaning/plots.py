@@ -4,8 +4,8 @@ Method 2 is a line over K (with and without expert agreement); methods 1, 3 and 
 Learning are single operating points (CL drawn as a star, as in the paper); a dotted line marks
 the base rate, the precision of flagging at random.  Every point carries its 95% Wilson
 interval: vertical for precision, horizontal for the detection rate.  K labels are placed so
-that none overprints another (a label that finds no free spot next to its point is left out;
-the K values of a line increase along it).  The legend sits outside the axes, so it covers no
+that none overprints another, each tied to its point by a thin leader line (a label that finds no
+free spot next to its point is left out; the K values of a line increase along it).  The legend sits outside the axes, so it covers no
 data.  One panel per positives definition.  ``x="detection_rate"`` (default) plots recall of
 the reference's errors; ``x="flag_rate"`` plots flagged / evaluated, the paper's own x-axis.
 """
@@ -19,6 +19,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.text  # noqa: E402
 import numpy as np  # noqa: E402
 
 from calib_harness.cleaning.evaluate import EvalRow  # noqa: E402
@@ -43,8 +44,11 @@ def _place_labels(ax, pts, placed: list, renderer, color, done: set) -> int:
             continue
         for dx, dy in _LABEL_OFFSETS:
             ann = ax.annotate(f"K={kk}", (xx, yy), fontsize=7, textcoords="offset points", xytext=(dx, dy),
-                              color=color, annotation_clip=True)
-            bb = ann.get_window_extent(renderer).expanded(1.05, 1.1)
+                              color=color, annotation_clip=True,
+                              arrowprops={"arrowstyle": "-", "lw": 0.4, "color": color, "shrinkA": 0, "shrinkB": 2})
+            # the text's own box (an Annotation's box would include its leader line)
+            ann.update_positions(renderer)
+            bb = matplotlib.text.Text.get_window_extent(ann, renderer).expanded(1.2, 1.3)
             inside = frame.x0 <= bb.x0 and bb.x1 <= frame.x1 and frame.y0 <= bb.y0 and bb.y1 <= frame.y1
             if inside and not _overlaps(bb, placed):
                 done.add(key)

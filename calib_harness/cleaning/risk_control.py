@@ -139,5 +139,5 @@ def risk_controlled_flags(
                     "precision_lo": lo, "precision_hi": hi})
     res = RiskControlResult(float(min_precision), float(delta), positives, [r.name for r in grid],
                             chosen.name if chosen is not None else None, flags, record, holdout)
-    logger.info(res.summary_line())
+    logger.debug(res.summary_line())
     return res
