@@ -49,3 +49,44 @@ PY
       --output_path runs/mmlu_redux_v2/$m --log_samples
   done
 fi
+
+# vLLM (`make vllm`; issue 14): every MMLU-Redux question (all 57 subjects, 5,700 questions less the
+# ones Redux cannot map to an MMLU test index), 0-shot, with each model of VLLM_MODELS; then GSM8K test
+# (1,319) and MBPP test (500) with GEN_MODELS.  Outputs under runs/vllm/; resumable (--use_cache per run,
+# requests are cached batch by batch).  Generation runs use capture_mode=raw_logits (mean raw logit exact,
+# log-likelihood requests refused; there are none) with the top-20 per token (log-prob / entropy marked
+# approximate; CAPTURE_TOPK=-1 for exact, slower).  CPU build: VLLM_CPU_KVCACHE_SPACE GiB of KV cache.
+#   VLLM=1 ARC=0 scripts/make_real_runs.sh
+#   VLLM=1 ARC=0 VLLM_MODELS=smollm2-135m GEN_MODELS= scripts/make_real_runs.sh     one model, MMLU only
+if [ "${VLLM:-0}" = 1 ]; then
+  export VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-4}
+  VLLM_MODELS=${VLLM_MODELS-"smollm2-135m qwen2.5-coder-0.5b qwen2.5-coder-1.5b"}
+  GEN_MODELS=${GEN_MODELS-"qwen2.5-coder-0.5b qwen2.5-coder-1.5b"}
+  ENGINE="dtype=float32,max_model_len=4096,enforce_eager=True"
+  SAMPLES=runs/vllm/mmlu_redux_samples_all.json
+  mkdir -p runs/vllm/cache
+  python - "$DATA" "$SAMPLES" <<'PY'
+import json, sys
+from calib_harness.cleaning.reference import mmlu_redux_reference
+data, out_path = sys.argv[1], sys.argv[2]
+out = {}
+for task, doc_id in mmlu_redux_reference(data).entries:
+    out.setdefault(task, []).append(int(doc_id))
+json.dump({k: sorted(v) for k, v in sorted(out.items())}, open(out_path, "w"))
+print(f"{out_path}: {sum(map(len, out.values()))} questions in {len(out)} subjects")
+PY
+  for m in $VLLM_MODELS; do
+    calib-lm-eval --model calib-vllm --model_args pretrained=$m,$ENGINE \
+      --tasks "$(python -c "import json;print(','.join(json.load(open('$SAMPLES'))))")" \
+      --samples "$SAMPLES" --num_fewshot 0 --data_dir "$DATA" --batch_size 256 \
+      --use_cache runs/vllm/cache/mmlu_redux_$m --output_path runs/vllm/mmlu_redux/$m --log_samples
+  done
+  for m in $GEN_MODELS; do
+    for t in calib_gsm8k calib_mbpp; do
+      calib-lm-eval --model calib-vllm \
+        --model_args pretrained=$m,$ENGINE,capture_mode=raw_logits,capture_topk=${CAPTURE_TOPK:-20} \
+        --tasks $t --data_dir "$DATA" --batch_size 64 ${GEN_LIMIT:+--limit $GEN_LIMIT} \
+        --use_cache runs/vllm/cache/${t}_$m --output_path runs/vllm/${t#calib_}/$m --log_samples
+    done
+  done
+fi

@@ -133,25 +133,39 @@ def _captures(out, task):
     return caps
 
 
-def _teacher_forced(lm, context: str, tokens: list[int]):
-    """Log-probability and entropy of each given token after the context, scored as a prompt
-    (prompt_logprobs over the whole vocabulary: no sampling path involved)."""
+def _teacher_forced(lm, context: str, tokens: list[int]) -> list[float]:
+    """Log-probability of each given token after the context, scored as a prompt by the same engine
+    (``prompt_logprobs``: no sampling path involved)."""
     from vllm import SamplingParams, TokensPrompt
 
     ctx = lm.tok_encode(context)
     out = lm.model.generate([TokensPrompt(prompt_token_ids=ctx + tokens)],
-                            SamplingParams(max_tokens=1, temperature=0, prompt_logprobs=-1), use_tqdm=False)[0]
-    lps, ents = [], []
-    for i, t in enumerate(tokens):
-        pos = out.prompt_logprobs[len(ctx) + i]
-        vals = [float(getattr(v, "logprob", v)) for v in pos.values()]
-        lps.append(float(pos[t].logprob))
-        ents.append(-sum(math.exp(v) * v for v in vals if math.isfinite(v)))
-    return lps, ents
+                            SamplingParams(max_tokens=1, temperature=0, prompt_logprobs=1), use_tqdm=False)[0]
+    return [float(out.prompt_logprobs[len(ctx) + i][t].logprob) for i, t in enumerate(tokens)]
+
+
+@pytest.fixture(scope="module")
+def hf_model(model_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+
+
+def _hf_teacher_forced(hf_model, ctx: list[int], tokens: list[int]):
+    """Raw logit, log-probability and entropy (whole vocabulary) of each token, from transformers."""
+    import torch
+
+    with torch.no_grad():
+        logits = hf_model(torch.tensor([ctx + tokens])).logits[0, len(ctx) - 1 : -1].float()
+    logp = torch.log_softmax(logits, -1)
+    idx = torch.tensor(tokens).view(-1, 1)
+    ent = -(logp.exp() * logp).sum(-1)
+    return logits.gather(1, idx).squeeze(1), logp.gather(1, idx).squeeze(1), ent
 
 
 @pytest.mark.parametrize("task", GEN_TASKS)
-def test_generation_figures_match_teacher_forcing(task, mixed, calib_lm):
+def test_generation_figures_match_teacher_forcing(task, mixed, calib_lm, hf_model):
     caps = _captures(mixed, task)
     assert len(caps) == LIMIT_GEN
     for s, cap in caps:
@@ -161,11 +175,14 @@ def test_generation_figures_match_teacher_forcing(task, mixed, calib_lm):
         # n tokens: exactly the tokens that spell the returned text
         assert calib_lm.tokenizer.decode(cap["tokens"], skip_special_tokens=True) == text
         assert feats["n_tokens"] == len(cap["tokens"]) > 0
-        lps, ents = _teacher_forced(calib_lm, s["arguments"][0][0], cap["tokens"])
+        lps = _teacher_forced(calib_lm, s["arguments"][0][0], cap["tokens"])
         n = len(lps)
         assert abs(feats["sum_logprob"] - sum(lps)) < 1e-4, (feats["sum_logprob"], sum(lps))
         assert abs(feats["mean_logprob"] - sum(lps) / n) < 1e-4
-        assert abs(feats["mean_entropy"] - sum(ents) / n) < 1e-4  # whole vocabulary: exact
+        # entropy over the whole vocabulary (capture_topk=-1), against transformers' own forward pass
+        _, hf_lp, hf_ent = _hf_teacher_forced(hf_model, calib_lm.tok_encode(s["arguments"][0][0]), cap["tokens"])
+        assert abs(feats["mean_entropy"] - hf_ent.mean().item()) < 1e-3, (feats["mean_entropy"], hf_ent.mean().item())
+        assert abs(feats["mean_logprob"] - hf_lp.mean().item()) < 1e-3
         # raw logits do not exist in raw_logprobs mode: absent with the reason, never NaN
         assert "mean_logit" not in feats
         assert "raw_logits" in s["ece"]["details"]["absent_features"]["mean_logit"]
@@ -196,7 +213,7 @@ def test_reordered_requests_keep_their_own_figures(calib_lm):
     for req, out in zip(reqs, outs):
         cap = get_capture(out)
         assert cap["text"] == str(out)
-        lps, _ = _teacher_forced(calib_lm, req.args[0], cap["tokens"])
+        lps = _teacher_forced(calib_lm, req.args[0], cap["tokens"])
         assert all(abs(a - b) < 1e-4 for a, b in zip(cap["logprob"], lps))
     assert len(get_capture(outs[2])["tokens"]) <= 3
 
@@ -219,24 +236,15 @@ def raw_logits_lm(model_path, calib_lm, mixed):
     _shutdown(lm)
 
 
-def test_raw_logits_mode_gives_exact_mean_logit_and_refuses_loglikelihoods(raw_logits_lm, mixed, model_path):
-    import torch
-    from transformers import AutoModelForCausalLM
-
+def test_raw_logits_mode_gives_exact_mean_logit_and_refuses_loglikelihoods(raw_logits_lm, mixed, hf_model):
+    from calib_harness.capture.generation import get_capture
     from calib_harness.outputs import CliError
 
     out = _evaluate(raw_logits_lm, ["calib_gsm8k"], LIMIT_GEN)
-    hf = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
     ref = {s["doc_id"]: s["ece"]["features"] for s in mixed["samples"]["calib_gsm8k"]}
     for s in out["samples"]["calib_gsm8k"]:
-        from calib_harness.capture.generation import get_capture
-
         cap, feats = get_capture(s["resps"][0][0]), s["ece"]["features"]
-        ctx = raw_logits_lm.tok_encode(s["arguments"][0][0])
-        ids = torch.tensor([ctx + cap["tokens"]])
-        with torch.no_grad():
-            logits = hf(ids).logits[0, len(ctx) - 1 : -1].float()
-        raw = logits.gather(1, torch.tensor(cap["tokens"]).view(-1, 1)).squeeze(1)
+        raw, _, _ = _hf_teacher_forced(hf_model, raw_logits_lm.tok_encode(s["arguments"][0][0]), cap["tokens"])
         assert abs(feats["mean_logit"] - raw.mean().item()) < 1e-3, (feats["mean_logit"], raw.mean().item())
         # same greedy text as the raw_logprobs engine, and the same (exact) log-probabilities
         assert cap["text"] == mixed_text(mixed, s["doc_id"])

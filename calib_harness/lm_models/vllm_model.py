@@ -97,6 +97,7 @@ class CalibVLLM(CaptureMixin, VLLM):
         sps = sampling_params if isinstance(sampling_params, list) else [sampling_params] * len(requests)
         for sp in sps:
             sp.logprobs = FULL_VOCAB if self._calib_topk == FULL_VOCAB else max(int(sp.logprobs or 0), self._calib_topk)
+            sp.flat_logprobs = True  # flat arrays, not one dict of Logprob objects per token
         outputs = super()._model_generate(requests, generate=True, sampling_params=sps)
         self._calib_stash([self._row(out.outputs[0]) for out in outputs])
         return outputs
