@@ -168,3 +168,34 @@ def test_cifar10_plain_table_with_a_third_of_confidences_at_one(cifar):
         assert r.n_flagged > 0, k
         # the most accurate bins hold the most precise flags (intervals are wide at small K)
         assert r.precision > m1.precision and r.precision_lo <= r.precision <= r.precision_hi, k
+
+
+def test_precision_detection_plot_labels_do_not_overprint(cifar):
+    """Real CIFAR-10 against MTurk: many K points crowd near the origin; no two K labels overlap,
+    every label lies inside its axes, and every point carries its interval."""
+    import matplotlib.pyplot as plt
+    import matplotlib.text
+
+    from calib_harness.cleaning.plots import precision_detection_figure
+
+    run, ref = cifar
+    panel = build_panel([run], n_bins=15)
+    rows = evaluate(run_methods(panel, filter_by=["prune_by_noise_rate"]), ref)
+    fig = precision_detection_figure(rows, title="cifar10")
+    try:
+        renderer = fig.canvas.get_renderer()
+        for ax in fig.axes:
+            labels = [t for t in ax.texts if t.get_text().startswith("K=")]
+            assert len(labels) >= 8
+            boxes = []
+            for t in labels:
+                t.update_positions(renderer)
+                boxes.append(matplotlib.text.Text.get_window_extent(t, renderer))
+            frame = ax.get_window_extent(renderer)
+            for i, a in enumerate(boxes):
+                assert frame.x0 <= a.x0 and a.x1 <= frame.x1 and frame.y0 <= a.y0 and a.y1 <= frame.y1
+                for b in boxes[i + 1:]:
+                    assert not a.overlaps(b), (a, b)
+            assert len(ax.collections) >= 5  # error bars (LineCollections) of the points
+    finally:
+        plt.close(fig)

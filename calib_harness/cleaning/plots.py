@@ -72,6 +72,16 @@ def _intervals(rows: list[EvalRow], x: str) -> tuple[np.ndarray, np.ndarray | No
 
 
 def plot_precision_detection(rows: list[EvalRow], path: str | Path, x: str = "detection_rate", title: str | None = None) -> Path:
+    """Write the figure (see the module docstring) as a PNG, atomically."""
+    fig = precision_detection_figure(rows, x, title)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=130)
+    plt.close(fig)
+    return write_bytes(path, buf.getvalue())
+
+
+def precision_detection_figure(rows: list[EvalRow], x: str = "detection_rate", title: str | None = None):
+    """The matplotlib figure of :func:`plot_precision_detection` (the caller closes it)."""
     if x not in ("detection_rate", "flag_rate"):
         raise ValueError("x must be 'detection_rate' or 'flag_rate'")
     positives = sorted({r.positives for r in rows}, key=["any", "strict"].index)
@@ -128,7 +138,4 @@ def plot_precision_detection(rows: list[EvalRow], path: str | Path, x: str = "de
                         placed.append(matplotlib.transforms.Bbox.from_bounds(xy[0] - 3, xy[1] - 3, 6, 6))
         for pts, color in k_lines.get(a_i, []):
             _place_labels(ax, pts, placed, renderer, color, done)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=130)
-    plt.close(fig)
-    return write_bytes(path, buf.getvalue())
+    return fig
