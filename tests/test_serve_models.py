@@ -88,8 +88,8 @@ def test_mc_decisions_equal_the_offline_router(models, shared_data, tmp_path):
     from calib_harness.cli import main
 
     small, large = models
-    qs = arc_questions(shared_data, 36)
-    fit, held_out = qs[:24], qs[24:]
+    qs = arc_questions(shared_data, 40)
+    fit, held_out = qs[:28], qs[28:]
     client = httpx.Client(timeout=300)
     runs = {"small": [], "large": []}
     for q in fit:
@@ -98,7 +98,7 @@ def test_mc_decisions_equal_the_offline_router(models, shared_data, tmp_path):
             continue
         for role, scores in (("small", s), ("large", g)):
             runs[role].append(SampleRecord.from_option_scores(scores, LETTERS, q["gold"], task="arc_easy_letters", doc_id=q["id"], model=role, option_token_mode="single_token", prompt=q["prompt"]))
-    assert len(runs["small"]) >= 18, "most ARC letter options are among the top 50 tokens of both models"
+    assert len(runs["small"]) >= 20, "most ARC letter options are among the top 50 tokens of both models"
     for role, recs in runs.items():
         Run(role, recs).save(tmp_path / role)
     out = tmp_path / "cascade"
