@@ -234,3 +234,31 @@ def test_clean_cli_cifar10_against_mturk(tmp_path, shared_data, capsys):
     cl = next(r for r in ev if r["method"] == "CL prune_by_noise_rate" and r["positives"] == "any")
     assert int(cl["n_eval"]) == 275 and int(cl["n_errors"]) == 54
     assert "mturk-cifar10" in capsys.readouterr().out
+
+
+def test_clean_cli_on_plain_csv_tables(tmp_path, capsys):
+    """The documented plain table (id, prediction, confidence, correct, label; no option probabilities)
+    goes through clean: methods 1 and 2 run, the others are named."""
+    import pandas as pd
+
+    paths = write_runs(tmp_path, n=100, option_scores=False)
+    from calib_harness.records import load_records_jsonl
+
+    csvs = {}
+    for name in ("small", "medium"):
+        run = load_records_jsonl(paths[name])
+        df = pd.DataFrame({"id": [r.doc_id for r in run.records], "task": "calib_toy", "model": name,
+                           "prompt": [r.prompt for r in run.records], "prediction": [r.prediction for r in run.records],
+                           "confidence": [r.confidence for r in run.records], "correct": [int(r.score) for r in run.records],
+                           "label": [r.gold for r in run.records]})
+        csvs[name] = tmp_path / f"{name}.csv"
+        df.to_csv(csvs[name], index=False)
+    out = tmp_path / "csv_out"
+    args = parse([str(csvs["small"]), str(csvs["medium"]), "--bins", "5", "-o", str(out)])
+    assert args.func(args) == 0
+    printed = capsys.readouterr().out
+    assert "100 documents evaluated" in printed and "need option scores" in printed
+    summary = {r["method"] for r in csv.DictReader((out / "summary.csv").open())}
+    assert "M1 top-1 +agree" in summary and "M2 K=5" in summary and not any(m.startswith(("M3", "CL")) for m in summary)
+    flagged = list(csv.DictReader((out / "flagged.csv").open()))
+    assert flagged and all(int(r["doc_id"]) % 8 == 0 for r in flagged if r["methods"].find("+agree") >= 0)
