@@ -356,6 +356,13 @@ def test_roles_from_data_and_costs():
     assert by_cost.small_model == "small" and by_cost.roles["by"] == "cost"
     by_cost2 = compare_routers(small, large, costs=(5.0, 1.0), **kw)
     assert by_cost2.small_model == "large" and any("cheaper model is the more accurate" in w for w in by_cost2.warnings)
+    # equal calibration-half accuracy: the tie is broken by the data (mean confidence), not the order
+    rng = np.random.default_rng(5)
+    right = rng.random(100) < 0.6
+    a = _records_from_arrays("a", rng.uniform(0.3, 0.9, 100), right)
+    b = _records_from_arrays("b", rng.uniform(0.5, 0.99, 100), right)
+    ab, ba = compare_routers(a, b, **kw), compare_routers(b, a, **kw)
+    assert ab.small_model == ba.small_model == "a" and "tie_break" in ab.roles
 
 
 def test_same_size_pair_reports_combined_peak():

@@ -280,6 +280,14 @@ class CascadeComparison:
 # -- the comparison ------------------------------------------------------------------------------
 
 
+def _weaker_is_second(cal: RoutingData) -> bool:
+    """Is the second model the weaker one?  Calibration-half accuracy; ties broken by the mean
+    confidence (lower = weaker), then the model name, so the answer never depends on the order."""
+    key_a = (cal.p_small, float(cal.small_confidence.mean()), cal.small_model)
+    key_b = (cal.p_large, float(cal.large_confidence.mean()), cal.large_model)
+    return key_b < key_a
+
+
 def _decide_roles(cal: RoutingData, costs: Sequence[float] | None, roles: str) -> tuple[bool, dict[str, Any], list[str]]:
     """(swap?, role record, warnings) for the pair as given (first = user's "small")."""
     a, b = cal.small_model, cal.large_model
@@ -291,7 +299,7 @@ def _decide_roles(cal: RoutingData, costs: Sequence[float] | None, roles: str) -
         rec.update(by="cost", costs={"first": ca, "second": cb})
         data_swap = cb < ca
         if ca == cb:
-            data_swap = acc_a > acc_b
+            data_swap = _weaker_is_second(cal)
             rec["by"] = "calibration-half accuracy (equal costs)"
         elif (acc_b < acc_a) != data_swap and acc_a != acc_b:
             warns.append(
@@ -300,7 +308,9 @@ def _decide_roles(cal: RoutingData, costs: Sequence[float] | None, roles: str) -
             )
     else:
         rec["by"] = "calibration-half accuracy"
-        data_swap = acc_a > acc_b
+        data_swap = _weaker_is_second(cal)
+        if acc_a == acc_b:
+            rec["tie_break"] = "equal calibration-half accuracy: the less confident model, then the model name"
     swap = data_swap if roles == "data" else False
     if data_swap:
         weaker = b
@@ -634,8 +644,10 @@ def calibrator_spec(run_calibrator: Any) -> dict[str, Any]:
             "feature": feature,
         }
     if method == "histogram":
-        edges = [float(e) for e in fitted["edges_"]][1:-1]  # drop the -inf / +inf outer edges
-        return {"kind": "bins", "edges": edges, "values": [float(v) for v in fitted["values_"]], "feature": feature, "side": "right"}
+        edges = [float(e) for e in fitted["edges_"]][1:-1]  # the outer two decide nothing
+        # equal-count bins are right-closed (EqualCountBinner), equal-width ones left-closed
+        side = "left" if params.get("binning", "equal_count") == "equal_count" else "right"
+        return {"kind": "bins", "edges": edges, "values": [float(v) for v in fitted["values_"]], "feature": feature, "side": side}
     if method == "isotonic":
         return {
             "kind": "interp",
