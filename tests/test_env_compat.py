@@ -37,3 +37,13 @@ def test_vllm_distribution_alias_lets_stock_lm_eval_load_vllm():
                "print(m.__name__, current_platform.device_type)")
     assert out.split()[0] == "lm_eval.models.vllm_causallms"
     assert out.split()[1] == ("cpu" if cpu != "absent" else "cuda")
+
+
+def test_task_index_holds_ours_and_the_users_folder(tmp_path):
+    (tmp_path / "mine.yaml").write_text("task: my_own_task\ndataset_path: json\ndataset_kwargs: {data_files: x.json}\n"
+                                        "output_type: generate_until\ntest_split: train\ndoc_to_text: q\ndoc_to_target: a\n")
+    out = _run("from calib_harness._env_compat import add_task_folder; add_task_folder()\n"
+               "from lm_eval.tasks import TaskManager\n"
+               f"a = TaskManager().all_tasks; b = TaskManager(include_path={str(tmp_path)!r}).all_tasks\n"
+               "print('calib_arc_easy' in a, 'calib_arc_easy' in b, 'my_own_task' in b, 'arc_easy' in b)")
+    assert out == "True True True True"
