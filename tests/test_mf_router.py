@@ -170,3 +170,38 @@ def test_minilm_embeddings_and_cache(tmp_path, shared_data):
     assert stored.shape == (7, 384)
     E.embed_texts(["a brand new prompt"], cache_dir=tmp_path, progress=False)
     assert np.load(tmp_path / E.MINILM_TAG / "vectors.npy").shape == (8, 384)
+
+
+def test_mf_behind_the_router_protocol():
+    """The registered MF router: NotFittedError before fit; fitted on the calibration half's
+    embeddings, its score (the strong model's win rate) separates the two clusters and route()
+    sends the requested share of calibration-like inputs to the large model."""
+    from calib_harness.routing.base import NotFittedError, RoutingData, get_router
+
+    rng = np.random.default_rng(1)
+    d = 16
+    ca, cb = rng.normal(size=d), rng.normal(size=d)
+
+    def sample(center, n):
+        x = center + 0.3 * rng.normal(size=(n, d))
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+    def data(n):
+        emb = np.vstack([sample(ca, n), sample(cb, n)])
+        weak = np.r_[np.zeros(n), np.ones(n)]  # cluster A: only the strong model is right
+        strong = np.r_[np.ones(n), np.zeros(n)]
+        return RoutingData.from_arrays(np.full(2 * n, 0.5), np.full(2 * n, 0.5), weak, strong, _embeddings=emb)
+
+    mf = get_router("mf")(dim=8, epochs=60)
+    assert get_router("MF").needs_prompts
+    with pytest.raises(NotFittedError):
+        mf.score(data(2))
+    cal, test = data(60), data(20)
+    mf.fit(cal)
+    s = mf.score(test)
+    assert s[:20].min() > s[20:].max()
+    to_large = mf.route(test, 0.5)
+    assert to_large[:20].all() and not to_large[20:].any()
+    curve = mf.curve(test)
+    assert curve.accuracy.max() == pytest.approx(1.0)
+    assert mf.info()["n_pairs"] == 120
