@@ -291,7 +291,12 @@ def build_report(
         except RecordError as e:
             skipped.append(f"Cascade and cleaning skipped: {e}")
         else:
-            doc.sections.append(cascade_section(a, b, out, numbers, seed, mf, progress, plots))
+            from calib_harness.outputs import CliError
+
+            try:
+                doc.sections.append(cascade_section(a, b, out, numbers, seed, mf, progress, plots))
+            except CliError as e:  # too few documents, or the same run twice: say so, keep the rest
+                skipped.append(f"Cascade skipped: {e}")
             doc.sections.append(cleaning_section(runs, out, numbers, seed, shared_data_dir(data_dir, fallback=False),
                                                  reference, plots))
     else:
