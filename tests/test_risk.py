@@ -228,3 +228,25 @@ def test_cli_max_drop_writes_guarantee_into_router_json(mnist_runs, tmp_path):
     # too few samples: exit code 2 and the number needed, no traceback
     rc = main(["cascade", "--models", str(a), str(b), "--max-drop", "0.001", "--delta", "0.01", "-o", str(tmp_path / "o2"), "--no-plots"])
     assert rc == 2
+
+
+def test_cli_two_model_cascade_with_max_drop(mnist_runs, tmp_path):
+    from calib_harness.cli import main
+    from calib_harness.routing.deploy import load_router
+
+    small, large = (r.subset(np.arange(3000)) for r in mnist_runs)
+    # given in the wrong order: the comparison swaps the roles, and the guarantee follows it
+    a, b = large.save(tmp_path / "large"), small.save(tmp_path / "small")
+    out = tmp_path / "out"
+    rc = main(["cascade", "--small", str(a), "--large", str(b), "--routers", "UC", "threshold", "--bins-sweep",
+               "--n-boot", "0", "--max-drop", "0.01", "--delta", "0.1", "-o", str(out), "--no-plots"])
+    assert rc == 0
+    router = load_router(out / "router.json")
+    risk = router.meta["risk_control"]
+    assert router.small_model == small.model and router.large_model == large.model
+    assert risk["satisfied"] and risk["n_ltt"] == 750 and "probability >= 0.9" in risk["guarantee"]
+    assert json.loads((out / "chain.json").read_text())["risk_control"]["index"] == risk["index"]
+    # refused before any file is written when the held-out part is too small
+    rc = main(["cascade", "--small", str(a), "--large", str(b), "--routers", "UC", "--bins-sweep", "--n-boot", "0",
+               "--max-drop", "0.001", "--delta", "0.05", "-o", str(tmp_path / "o2"), "--no-plots"])
+    assert rc == 2 and not (tmp_path / "o2").exists()

@@ -112,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
     from calib_harness.routing.compare import check_pair
 
     check_pair(small, large, args.bins, args.cal_fraction)  # refuses before any file is written
+    from calib_harness.routing.chain import check_risk_args
+
+    check_risk_args(len(small), args)
     costs = None
     if args.costs is not None:
         if len(args.costs) != 2:
@@ -165,7 +168,8 @@ def run(args: argparse.Namespace) -> int:
     if args.max_drop is not None:
         from calib_harness.routing.chain import risk_controlled_router_json
 
-        written.append(risk_controlled_router_json([small, large], args, out))
+        pair = [large, small] if comp.roles.get("swapped") else [small, large]  # the comparison's roles
+        written.append(risk_controlled_router_json(pair, args, out))
     elif comp.cc_router is not None:
         router = build_deployable(comp, k=args.deploy_k, target_share_small=None if args.deploy_k is not None else args.deploy_share)
         router.save(out / "router.json")

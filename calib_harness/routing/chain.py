@@ -665,6 +665,22 @@ def add_chain_args(p) -> None:
                    help="with --max-drop: share of the calibration half held out to test operating points; the router is fitted on the rest (default 0.5)")
 
 
+def check_risk_args(n_docs: int, args) -> None:
+    """Refuse ``--max-drop`` before anything is written when the held-out part of the calibration
+    half is too small for any point to pass (:class:`calib_harness.risk.InsufficientSamplesError`)."""
+    if getattr(args, "max_drop", None) is None:
+        return
+    from calib_harness.calibration import split_indices
+    from calib_harness.risk import InsufficientSamplesError, min_samples, split_for_ltt
+
+    cal, _ = split_indices(n_docs, args.cal_fraction, args.seed)
+    _, ltt = split_for_ltt(len(cal), args.ltt_fraction, args.seed)
+    needed = min_samples(args.max_drop, args.delta)
+    if len(ltt) < needed:
+        raise InsufficientSamplesError(len(ltt), needed, args.max_drop, args.delta,
+                                       what=f"held-out calibration samples ({args.ltt_fraction:g} of the {len(cal)}-doc calibration half)")
+
+
 def run_chain_command(args, load) -> int:
     """``cascade --models``: a chain (or, with two runs, the two-model cascade through the chain code)."""
     from rich.console import Console
@@ -675,6 +691,7 @@ def run_chain_command(args, load) -> int:
     console = Console()
     runs = [load(p) for p in args.models]
     runs = align(*runs, on_mismatch="intersect" if getattr(args, "intersect", False) else "error")
+    check_risk_args(len(runs[0]), args)
     out_dir = prepare_output_dir(args.output, args.force, "cascade", protect=list(args.models))
     result = run_chain(
         runs, costs=args.costs, cost_unit=args.cost_unit, n_bins=args.bins, advantage_to=args.advantage_to,
