@@ -101,7 +101,7 @@ def format_cell(v: Any, floatfmt: str = "{:.3f}") -> str:
     if isinstance(v, bool):
         return str(v)
     if isinstance(v, Interval):
-        if v.value is None:
+        if v.value is None or (isinstance(v.value, float) and math.isnan(v.value)):
             return "n/a"
         inner = "" if v.lo is None or v.hi is None else f" [{format_cell(v.lo, floatfmt)}, {format_cell(v.hi, floatfmt)}]"
         return format_cell(v.value, floatfmt) + inner
