@@ -683,3 +683,10 @@ def test_risk_control_guarantee_holds_across_splits():
         bad += rc.holdout["precision"] < 0.75 - 0.05
     assert found >= 30
     assert bad / found <= 0.1 + 0.1
+
+
+def test_records_without_a_confidence_are_refused_with_the_reason():
+    # stock generate_until logs carry no confidence: cleaning ranks by confidence, so it says so
+    recs = [SampleRecord("gsm8k", str(i), "stock", "1", None, 1.0, "1") for i in range(40)]
+    with pytest.raises(RecordError, match="carry no confidence"):
+        build_panel([Run("stock", recs)], n_bins=2)
