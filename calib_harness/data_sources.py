@@ -65,7 +65,32 @@ def _missing(what: str, hub_id: str, local: Path | None, layout: str, err: Excep
     )
 
 
+def hub_offline() -> bool:
+    """``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE`` is set: nothing may be downloaded."""
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+def hub_dataset_cached(hub_id: str) -> bool:
+    """Whether a copy of the hub dataset is in the local Hugging Face caches (so offline loading can work)."""
+    from huggingface_hub import constants
+
+    org_name = hub_id.replace("/", "___")
+    candidates = [
+        Path(datasets.config.HF_DATASETS_CACHE) / org_name,
+        Path(constants.HF_HUB_CACHE) / ("datasets--" + hub_id.replace("/", "--")),
+    ]
+    return any(p.is_dir() and any(p.iterdir()) for p in candidates)
+
+
+def check_hub_reachable(what: str, hub_id: str, layout: str) -> None:
+    """Offline with no cached copy: the clear data error now, not after a minute of retries."""
+    if hub_offline() and not hub_dataset_cached(hub_id):
+        raise _missing(what, hub_id, None, layout, ConnectionError(
+            f"HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set and {hub_id!r} is not in the local Hugging Face cache"))
+
+
 def _from_hub(what: str, hub_id: str, name: str | None, layout: str, convert: Callable[[dict], dict] | None = None):
+    check_hub_reachable(what, hub_id, layout)
     try:
         ds = datasets.load_dataset(hub_id, name)
     except Exception as e:  # offline, missing, auth ...: one clear error with both fixes

@@ -179,14 +179,57 @@ def _materialise(m: ShippedModel, folder: Path) -> None:
     tmp.rename(folder)
 
 
+def _hub_cached(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - comes with transformers
+        return False
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # an id the hub would reject (bad characters ...): not cached
+        return False
+
+
+def check_model_name(name: str) -> None:
+    """Fail at once, listing the short names, on a name that can only fail later.
+
+    A shipped short name or an existing folder passes.  A near miss of a short name
+    (``smollm3-135m``) fails; so does, with ``HF_HUB_OFFLINE`` set, a hub id that is not in the
+    local Hugging Face cache (lm-eval would retry the hub for a minute, then print a long
+    traceback).  With hub access, other names go to the hub as in stock lm-eval.
+    """
+    import difflib
+
+    name = name.strip()
+    if name in SHIPPED_MODELS or Path(name).expanduser().exists():
+        return
+    known = ", ".join(SHIPPED_MODELS)
+    close = difflib.get_close_matches(name.lower(), list(SHIPPED_MODELS), n=1, cutoff=0.75)
+    if close and "/" not in name:
+        raise UnknownModelError(
+            f"unknown model short name {name!r} (did you mean {close[0]!r}?); known short names: {known}"
+        )
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    if offline and not _hub_cached(name):
+        raise UnknownModelError(
+            f"model {name!r} is not a shipped short name ({known}), not a local folder, and not in the Hugging Face "
+            "cache while HF_HUB_OFFLINE is set; pass a short name or a local folder (`calib-harness info` lists them)"
+        )
+
+
 def resolve_model_args(model_args: str | None) -> str | None:
-    """Rewrite ``pretrained=<short name>`` (and ``tokenizer=``) in an lm-eval model_args string."""
+    """Rewrite ``pretrained=<short name>`` (and ``tokenizer=``) in an lm-eval model_args string.
+
+    Names that cannot load fail here, at once (see :func:`check_model_name`).
+    """
     if not model_args:
         return model_args
     out = []
     for part in model_args.split(","):
         key, sep, value = part.partition("=")
-        if sep and key.strip() in ("pretrained", "tokenizer") and value.strip() in SHIPPED_MODELS:
-            part = f"{key}={resolve_model(value.strip())}"
+        if sep and key.strip() in ("pretrained", "tokenizer"):
+            check_model_name(value)
+            if value.strip() in SHIPPED_MODELS:
+                part = f"{key}={resolve_model(value.strip())}"
         out.append(part)
     return ",".join(out)

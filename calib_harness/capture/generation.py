@@ -219,6 +219,28 @@ def find_span(span: str | None, text: str, extracted: str | None) -> tuple[int, 
     raise ValueError(f"unknown span {span!r}: use final_answer, code_block or regex:<pattern>")
 
 
+def check_task_config(verifier: str, span: str | None) -> None:
+    """Check a generation task's verifier name and span when the task loads, before any model call.
+
+    Raises ``ValueError`` naming the bad value and what is allowed (a wrong name would
+    otherwise fail only at the first ``process_results``, after all generation is done).
+    """
+    from calib_harness.verifiers import available_verifiers
+
+    known = available_verifiers()
+    if verifier not in known:
+        raise ValueError(f"task config: unknown verifier {verifier!r}; available: {', '.join(known)}")
+    if span is None or span in ("final_answer", "gsm8k_answer", "code_block", "extracted"):
+        return
+    if isinstance(span, str) and span.startswith("regex:"):
+        try:
+            re.compile(span[len("regex:") :])
+        except re.error as e:
+            raise ValueError(f"task config: span {span!r} is not a valid regular expression ({e})") from None
+        return
+    raise ValueError(f"task config: unknown span {span!r}; use final_answer, code_block or regex:<pattern>")
+
+
 def generation_features(capture: dict[str, Any], span: str | None = None, extracted: str | None = None) -> dict[str, float]:
     """Record features of one response: whole-output figures plus ``span_*`` twins when a span is named."""
     feats = capture_figures(capture)
@@ -263,6 +285,7 @@ def make_process_results(
     metric in the results table (``exact_match``, ``pass_at_1`` ...).  Returns ``metric``,
     ``confidence`` (= exp(mean_logprob)), ``brier`` and the record payload under ``ece``.
     """
+    check_task_config(verifier, span)  # at task load: a typo fails before any model call
     state: dict[str, Any] = {}
 
     def _verifier():

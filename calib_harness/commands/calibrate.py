@@ -262,6 +262,10 @@ def run(args: argparse.Namespace) -> int:
             if run_b is not None and i == 0:
                 shift_path = out / "shifted" / RECORDS_FILENAME
                 _check_not_input([shift_path], inputs)
+    if not run_a.has_confidence:
+        from calib_harness.readers.stock import NO_CONFIDENCE
+
+        raise CliError(f"{src}: nothing to calibrate: {NO_CONFIDENCE}")
                 rep.calibrator.apply(run_b).save(shift_path)
                 written.append(shift_path)
 
