@@ -353,7 +353,7 @@ def check_pair(small: Run, large: Run, n_bins: int = 15, cal_fraction: float = 0
     if n_cal < MIN_DOCS_PER_BIN * n_bins:
         warns.append(
             f"{n_cal} calibration documents for {n_bins} bins (< {MIN_DOCS_PER_BIN} per bin): per-bin figures are noisy; "
-            f"use --bins {max(1, n_cal // MIN_DOCS_PER_BIN)} or more documents"
+            f"use at most --bins {max(1, n_cal // MIN_DOCS_PER_BIN)}, or more documents"
         )
     return warns
 

@@ -316,7 +316,7 @@ class MFCascadeRouter(Router):
     """
 
     order = 30
-    plot_style = {"color": "tab:purple", "lw": 1.4}
+    plot_style = {"color": "tab:brown", "lw": 1.4}
     needs_prompts = True
 
     def __init__(
