@@ -138,7 +138,7 @@ def one_split(pair, seed: int, eps_list, delta: float, n_bins: int, ltt_fraction
         for name, keep in (("LTT", keep_test[k_l]), ("naive", keep_test[k_n]), ("naive in-sample", keep_test2[k_i])):
             drop, share = test_figs(keep)
             row[name] = {"drop": drop, "share_small": share, "violated": drop > eps}
-        row["LTT"]["found"] = found
+        row["LTT"]["found"] = found and k_l > 0  # certified a point that keeps something on the small model
         row["LTT"]["k"], row["naive"]["k"], row["naive in-sample"]["k"] = int(k_l), int(k_n), int(k_i)
         out[str(eps)] = row
     return out

@@ -57,8 +57,8 @@ Worked example (two points, 100 samples, alpha = 0.1, delta = 0.1)::
     >>> import numpy as np
     >>> L = [np.zeros(100), np.r_[np.ones(3), np.zeros(97)], np.r_[np.ones(12), np.zeros(88)]]
     >>> sel = ltt_select(L, alpha=0.1, delta=0.1)
-    >>> sel.index, [round(p, 4) for p in sel.p_values]
-    (1, [0.0, 0.0078, 0.7832])
+    >>> sel.index, [round(float(p), 4) for p in sel.p_values]
+    (1, [0.0, 0.0078, 0.8018])
 
 Point 1 (3 losses in 100) passes, point 2 (12 in 100) does not: the selection is point 1.
 """
