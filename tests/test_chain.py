@@ -193,3 +193,40 @@ def test_cli_chain_three_models(three, tmp_path):
     assert chain.models == ["m1", "m2", "m3"] and len(chain.stages) == 2
     rc = main(["cascade", "--models", *paths, "--costs", "1", "2", "-o", str(tmp_path / "o2")])
     assert rc == 2
+
+
+def _weak_strong(n: int = 1200, seed: int = 0) -> list[Run]:
+    """A weak model whose wrong answers put ~zero probability on the gold option (temperature
+    scaling then flattens all its confidences to ~1/4, issue #17) and a stronger one."""
+    rng = np.random.default_rng(seed)
+    gold, ease = rng.integers(0, 4, n), rng.random(n)
+    runs = []
+    for name in ("weak", "strong"):
+        recs = []
+        for i in range(n):
+            z = rng.normal(size=4)
+            if name == "weak":
+                right = rng.random() < 0.1 + 0.6 * ease[i]
+                z[gold[i]] = (z.max() + 1.5 * ease[i] + 0.5) if right else -20.0
+            else:
+                z[gold[i]] += 2.2 if rng.random() < 0.72 else -3.0
+            recs.append(SampleRecord.from_option_scores(z, list("ABCD"), int(gold[i]), task="t", doc_id=i, model=name, option_token_mode="single"))
+        runs.append(Run(name, recs))
+    return runs
+
+
+def test_auto_calibrators_avoid_the_temperature_collapse():
+    from calib_harness.routing.chain import _calibrate_runs
+
+    weak, strong = _weak_strong()
+    flat = _calibrate_runs([weak], "temperature", None)[0].confidence(weak)
+    assert np.ptp(flat) < 0.01  # the collapse: every confidence ~0.25
+    cals = _calibrate_runs([weak, strong], "auto", None)
+    assert cals[0].method != "temperature"
+    losses = cals[0].meta["auto_heldout_logloss"]
+    assert min(losses, key=losses.get) == f"{cals[0].method}({cals[0].feature})"
+    a_temp = run_chain([weak, strong], method="temperature").apgr_cost
+    a_auto = run_chain([weak, strong], method="auto").apgr_cost
+    assert a_temp < 0.5 < a_auto and a_auto > a_temp + 0.15
+    with pytest.raises(ValueError, match="--method must be one of"):
+        run_chain([weak, strong], method="binwise")

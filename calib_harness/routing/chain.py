@@ -392,18 +392,78 @@ def select_setting_ltt(
 
 
 # -- runs: calibrate, fit, evaluate, deploy (what ``calib-harness cascade --models`` runs) -----
+class _Identity:
+    """Raw confidences (``--method none``), with the attributes the chain reads from a calibrator."""
+
+    method, feature = "none", "confidence"
+
+    @staticmethod
+    def confidence(run) -> np.ndarray:
+        return run.confidences()
+
+
+#: per-model calibrators a chain can use (``auto`` chooses among the first four by held-out log-loss)
+CHAIN_METHODS = ("auto", "temperature", "platt", "isotonic", "histogram", "none")
+
+
+def _candidates(run, feature: str | None) -> list[tuple[str, str]]:
+    from calib_harness.calibration import default_method_and_feature
+
+    m0, f0 = default_method_and_feature(run)
+    out = [("temperature", "option_scores")] if m0 == "temperature" else []
+    scalar = feature or (f0 if m0 == "platt" else "confidence")
+    return out + [("platt", scalar), ("isotonic", scalar), ("histogram", scalar)]
+
+
+def _choose_calibrator(run, feature: str | None, folds: int = 5, seed: int = 0):
+    """``auto``: the candidate with the lowest held-out log-loss of the calibrated confidence
+    against the score (``folds``-fold cross-fitting inside the data given: the calibration half,
+    never the test half).  A proper score: a calibrator that flattens confidences whose accuracy
+    varies (temperature scaling on a weak model, issue #17) loses to one that does not."""
+    from sklearn.model_selection import KFold
+
+    from calib_harness.calibration import fit_run_calibrator
+
+    y = run.scores()
+    n = len(run)
+    splits = list(KFold(min(folds, max(2, n // 20)), shuffle=True, random_state=seed).split(np.arange(n)))
+    losses = {}
+    for m, f in _candidates(run, feature):
+        nll = []
+        try:
+            for tr, te in splits:
+                c = np.clip(fit_run_calibrator(run.subset(tr), method=m, feature=f).confidence(run.subset(te)), 1e-6, 1 - 1e-6)
+                nll.append(-np.mean(y[te] * np.log(c) + (1 - y[te]) * np.log(1 - c)))
+        except (ValueError, KeyError) as e:  # e.g. a feature some records lack
+            logger.info("chain calibrator %s(%s) skipped for %s: %s", m, f, run.model, e)
+            continue
+        losses[(m, f)] = float(np.mean(nll))
+    if not losses:
+        raise ValueError(f"no calibrator could be fitted on {run.model!r}")
+    m, f = min(losses, key=losses.get)  # ties: candidate order
+    cal = fit_run_calibrator(run, method=m, feature=f)
+    cal.meta["auto_heldout_logloss"] = {f"{k[0]}({k[1]})": v for k, v in losses.items()}
+    return cal
+
+
 def _calibrate_runs(fit_runs, method: str, feature: str | None):
-    """One calibrator per model, fitted on ``fit_runs`` (``method="auto"``: the paper's default,
-    temperature scaling of option scores / Platt on ``mean_logit`` for generation)."""
+    """One calibrator per model, fitted on ``fit_runs`` (see :data:`CHAIN_METHODS`)."""
     from calib_harness.calibration import default_method_and_feature, fit_run_calibrator
 
+    if method not in CHAIN_METHODS:
+        raise ValueError(f"a chain calibrates each model on its own: --method must be one of {', '.join(CHAIN_METHODS)}, got {method!r}")
     cals = []
     for r in fit_runs:
-        m, f = (method, feature)
-        if method == "auto":
-            m, f0 = default_method_and_feature(r)
-            f = feature or f0
-        cals.append(fit_run_calibrator(r, method=m, feature=f or "confidence"))
+        if method == "none":
+            cals.append(_Identity())
+        elif method == "auto":
+            cals.append(_choose_calibrator(r, feature))
+        else:
+            f = feature
+            if f is None:
+                m0, f0 = default_method_and_feature(r)
+                f = f0 if (m0 == method or method == "temperature") else "confidence"
+            cals.append(fit_run_calibrator(r, method=method, feature=f))
     return cals
 
 
@@ -606,7 +666,7 @@ def run_chain(
         ok = [p for p in cal_pts if p.norm_cost <= deploy_cost + 1e-12] or [min(cal_pts, key=lambda p: p.norm_cost)]
         setting = max(ok, key=lambda p: (p.accuracy, -p.cost)).setting
     deployed = router.evaluate(ct, yt, pt, settings=[setting])[0]
-    specs = [calibrator_spec(c) for c in cals[:-1]]
+    specs = [{"kind": "identity"} if isinstance(c, _Identity) else calibrator_spec(c) for c in cals[:-1]]
     meta = {"calibrators": [f"{c.method}({c.feature})" for c in cals], "costs": costs, "cost_unit": cost_unit}
     if risk is not None:
         meta["risk_control"] = risk
