@@ -706,7 +706,7 @@ def add_chain_args(p) -> None:
     """Flags of N-model chains and risk-controlled operating points on ``cascade``."""
     g = p.add_argument_group("chains of N models and risk-controlled operating points")
     g.add_argument("--models", nargs="+", default=None, metavar="RUN",
-                   help="runs of a chain M1 -> ... -> Mn, cheapest first (instead of --small/--large): fits Algorithm 1 at every stage, writes chain.json, chain.md, chain.png and router.json")
+                   help="runs of a chain M1 -> ... -> Mn, cheapest first (instead of --small/--large): fits Algorithm 1 at every stage, writes chain.json, chain.md, chain.png and router.json; --method: auto (default; each model's calibrator by held-out log-loss inside the calibration half), temperature, platt, isotonic, histogram or none")
     g.add_argument("--costs", nargs="+", type=float, default=None, metavar="C",
                    help="price of each model of --models, chain order (per call, or per token with --cost-unit token; default 1 2 ... n)")
     g.add_argument("--cost-unit", choices=["call", "token"], default="call",
@@ -730,6 +730,8 @@ def check_risk_args(n_docs: int, args) -> None:
     half is too small for any point to pass (:class:`calib_harness.risk.InsufficientSamplesError`)."""
     if getattr(args, "max_drop", None) is None:
         return
+    if getattr(args, "method", "auto") not in CHAIN_METHODS:
+        raise ValueError(f"--max-drop fits per-model calibrators: --method must be one of {', '.join(CHAIN_METHODS)}, got {args.method!r}")
     from calib_harness.calibration import split_indices
     from calib_harness.risk import InsufficientSamplesError, min_samples, split_for_ltt
 
