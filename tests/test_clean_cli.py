@@ -208,7 +208,7 @@ def test_clean_help_states_minimums(capsys):
     with pytest.raises(SystemExit):
         parse(["--help"])
     text = capsys.readouterr().out
-    assert "Minimums: 2 x --bins documents" in text and "log(D / m) / log(P)" in text
+    assert "Minimums: 2 x --bins documents" in text and "log(D) / log(P)" in text
     assert "--allow-circular" in text and "need option scores" in text
 
 

@@ -641,9 +641,15 @@ def test_risk_control_picks_the_largest_certified_k_and_flags_nothing_when_none_
     k = int(rc.chosen.split("=")[1])
     assert rc.n_flagged == rows[rc.chosen].n_flagged > 0
     # every point LTT certified has an empirical calibration precision >= 0.6; the chosen one is the largest certified K
-    cert = [i for i, c in enumerate(rc.record["certified"]) if c]
-    assert cert and cert[-1] == k - 1
-    assert all(1 - rc.record["empirical_risks"][i] >= 0.6 for i in cert)
+    tested = rc.record["operating_points_tested"]
+    cert = [tested[i] for i, c in enumerate(rc.record["certified"]) if c]
+    assert cert and cert[-1] == rc.chosen
+    # fixed-sequence testing along K: every tested point up to the chosen one is certified
+    assert cert == tested[: tested.index(rc.chosen) + 1]
+    assert all(1 - rc.record["empirical_risks"][i] >= 0.6 for i in range(len(cert)))
+    # Bonferroni over every K: also valid, never more permissive here
+    bonf = risk_controlled_flags(out, ref, min_precision=0.6, delta=0.1, procedure="bonferroni")
+    assert bonf.chosen is not None and bonf.n_flagged <= rc.n_flagged
     # the held-out half agrees (this data is far above the bar)
     assert rc.holdout["precision"] >= 0.6
     d = rc.to_dict()

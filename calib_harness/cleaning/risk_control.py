@@ -12,8 +12,11 @@ Protocol (:func:`risk_controlled_flags`):
 3. On the labelled calibration half, each point's loss is 1 for every flagged sample whose
    given label the reference says is right (:func:`calib_harness.risk.precision_losses`), and
    :func:`calib_harness.risk.ltt_select` certifies the points with ``1 - precision <= 1 - P`` at
-   family-wise level ``delta`` (exact binomial p-values; Bonferroni by default, since the first
-   points flag few samples).  The chosen point is the certified one with the largest K -- the
+   family-wise level ``delta`` (exact binomial p-values).  Default: fixed-sequence testing along K,
+   starting at the first K that flags enough labelled samples to pass at all
+   (:func:`calib_harness.risk.min_samples`; the counts depend on the flags, not on the reference
+   labels, so the sequence is fixed before the losses are seen); ``procedure="bonferroni"`` tests
+   every K at ``delta / #K``.  The chosen point is the certified one with the largest K -- the
    most flags.
 4. No certified point: nothing is flagged, and the result says so.  Too few labelled flagged
    samples for any point to pass even with zero losses: a clear error that says how many are
@@ -35,7 +38,7 @@ import numpy as np
 from calib_harness.cleaning.pipeline import CleaningOutcome
 from calib_harness.cleaning.reference import Reference
 from calib_harness.metrics import wilson_interval
-from calib_harness.risk import InsufficientSamplesError, guarantee_record, ltt_select, precision_losses
+from calib_harness.risk import InsufficientSamplesError, guarantee_record, ltt_select, min_samples, precision_losses
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +86,7 @@ def risk_controlled_flags(
     positives: str = "any",
     cal_fraction: float = 0.5,
     seed: int = 0,
-    procedure: str = "bonferroni",
+    procedure: str = "fixed-sequence",
 ) -> RiskControlResult:
     """Method 2's largest K whose precision is certified ``>= min_precision`` w.p. ``>= 1 - delta``."""
     if not 0.0 < float(min_precision) < 1.0:
@@ -109,8 +112,17 @@ def risk_controlled_flags(
     cal_idx, hold_idx = np.sort(perm[:n_cal]), np.sort(perm[n_cal:])
     losses = precision_losses([r.flags[cal_idx] for r in grid], is_err[cal_idx])
     alpha = 1.0 - float(min_precision)
+    start = 0
+    if procedure == "fixed-sequence":
+        # test from the first K whose labelled flag count could pass at all: the counts depend on the
+        # flags alone (fixed by the given labels), not on the reference labels, so the sequence is
+        # still fixed before the losses are looked at
+        needed = min_samples(alpha, delta)
+        enough = [j for j, x in enumerate(losses) if len(x) >= needed]
+        start = enough[0] if enough else len(losses) - 1
+    tested = grid[start:]
     try:
-        sel = ltt_select(losses, alpha=alpha, delta=delta, method="clopper-pearson", procedure=procedure,
+        sel = ltt_select(losses[start:], alpha=alpha, delta=delta, method="clopper-pearson", procedure=procedure,
                          what="1 - precision (share of flagged samples whose label is right)")
     except InsufficientSamplesError as e:
         most = max(len(x) for x in losses)
@@ -121,7 +133,7 @@ def risk_controlled_flags(
             f"documents even if every one were a true error. Use more reference-labelled data, a lower "
             f"--min-precision or a larger --delta"
         ) from None
-    chosen = grid[sel.index] if sel.found else None
+    chosen = tested[sel.index] if sel.found else None
     flags = chosen.flags.copy() if chosen is not None else np.zeros(outcome.panel.n, dtype=bool)
     point = None
     if chosen is not None:
@@ -131,6 +143,7 @@ def risk_controlled_flags(
     record = guarantee_record(sel, point, fallback="flag nothing")
     record["n_labelled_calibration"] = int(n_cal)
     record["operating_point_order"] = "method 2 by K, fewest flags first"
+    record["operating_points_tested"] = [r.name for r in tested]
     holdout: dict[str, Any] = {"n_labelled": int(hold_idx.size)}
     f_hold = flags[hold_idx]
     tp, nf = int((f_hold & is_err[hold_idx]).sum()), int(f_hold.sum())

@@ -16,10 +16,9 @@ names the methods that need option scores.
 
 Minimums: 2 x --bins documents with a given label (each calibration half needs one document
 per bin; 10 or more per bin give steady bin ranks, and the output warns below that).
---min-precision P --delta D needs --reference and, at the largest K, at least
-log(D / m) / log(P) flagged reference-labelled documents in the labelled calibration half, m the
-number of K values (e.g. 48 for P = 0.9, D = 0.1, 15 bins); fewer give an error that says how
-many.  Re-evaluation (--reeval) scores runs of models that took no part in the cleaning;
+--min-precision P --delta D needs --reference and, at the largest K, at least log(D) / log(P)
+flagged reference-labelled documents in the labelled calibration half (e.g. 22 for P = 0.9,
+D = 0.1); fewer give an error that says how many.  Re-evaluation (--reeval) scores runs of models that took no part in the cleaning;
 re-scoring the experts needs --allow-circular and is labelled circular.
 
 Writes to ``-o/--output`` (default ./clean_output; a folder holding earlier results is refused
