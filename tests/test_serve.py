@@ -288,3 +288,36 @@ def test_cli_builds_the_app_and_refuses_bad_routers(tmp_path):
         build(parser.parse_args(["serve", "--router", str(bad), "--small", "http://127.0.0.1:1/v1", "--large", "http://127.0.0.1:2/v1"]))
     with pytest.raises(CliError, match="does not exist"):
         build(argparse.Namespace(router=str(tmp_path / "nope.json")))
+
+
+def test_the_serve_command_runs_the_cascade(faulty, tmp_path):
+    """``calib-harness serve`` as a user starts it: its own process, real port, real upstream."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    base, _ = faulty
+    path = ROUTER.save(tmp_path / "router.json")
+    port = free_port()
+    cmd = [sys.executable, "-m", "calib_harness.cli", "serve", "--router", str(path), "--small", f"{base}/ok/v1", "--large", f"{base}/unsure/v1", "--port", str(port), "--log-level", "warning"]
+    env = {k: v for k, v in os.environ.items() if k != "CASCADE_API_KEY"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "serve did not come up"
+            time.sleep(0.2)
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=CHAT, timeout=30)
+        assert r.status_code == 200 and r.json()["cascade"]["model"] == "small"
+        assert "cascade_answers_total" in httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert proc.returncode in (0, -15)

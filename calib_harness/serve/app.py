@@ -166,6 +166,8 @@ class Cascade:
         self.metrics = Metrics()
         self.client: httpx.AsyncClient | None = None
         self._inbound_key = os.environ.get(config.api_key_env) if config.api_key_env else None
+        self._discovered: dict[str, str | None] = {}
+        self._discovery_lock = asyncio.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -276,10 +278,27 @@ class Cascade:
         if not hmac.compare_digest(token.encode(), self._inbound_key.encode()):
             raise RequestError("missing or wrong API key (Authorization: Bearer ...)", 401, "authentication_error")
 
-    def scored_request(self, body: dict[str, Any], endpoint: str, options: Sequence[str] | None, up: Upstream) -> dict[str, Any]:
+    async def with_model(self, body: dict[str, Any], up: Upstream) -> dict[str, Any]:
+        """The request for ``up``: its model name (configured, else the first of its ``/models``,
+        asked once; servers such as vLLM refuse other names), else the client's."""
+        if up.model is None and up.role not in self._discovered:
+            async with self._discovery_lock:
+                if up.role not in self._discovered:
+                    try:
+                        assert self.client is not None
+                        r = await self.client.get(up.url + "/models", headers=up.headers(), timeout=self.config.connect_timeout)
+                        up.model = str(r.json()["data"][0]["id"]) if r.status_code == 200 else None
+                    except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError):
+                        up.model = None
+                    self._discovered[up.role] = up.model
+                    logger.info("%s upstream serves %s", up.role, up.model or "an unnamed model (the client's name is sent)")
         req = dict(body)
         if up.model:
             req["model"] = up.model
+        return req
+
+    def scored_request(self, req: dict[str, Any], endpoint: str, options: Sequence[str] | None, body: Mapping[str, Any]) -> dict[str, Any]:
+        req = dict(req)
         k = self.config.top_logprobs if options else 0
         if endpoint == "chat":
             req["logprobs"] = True
@@ -409,7 +428,7 @@ class Cascade:
         decisions: list[dict[str, Any]] = []
         for j, up in enumerate(self.config.upstreams[:-1]):
             self._check_kind(j, options)
-            answer = await self.post_json(up, path, self.scored_request(body, endpoint, options, up))
+            answer = await self.post_json(up, path, self.scored_request(await self.with_model(body, up), endpoint, options, body))
             choice = F.first_choice(answer)
             try:
                 entries = F.token_logprobs(choice.get("logprobs"))
@@ -422,10 +441,7 @@ class Cascade:
                 return self._finish(answer, j, decisions, endpoint, t0)
         last = len(self.config.upstreams) - 1
         up = self.config.upstreams[last]
-        req = dict(body)
-        if up.model:
-            req["model"] = up.model
-        answer = await self.post_json(up, path, req)
+        answer = await self.post_json(up, path, await self.with_model(body, up))
         return self._finish(answer, last, decisions, endpoint, t0)
 
     def _finish(self, answer: dict[str, Any], j: int, decisions, endpoint: str, t0: float) -> Response:
@@ -439,7 +455,7 @@ class Cascade:
         decisions: list[dict[str, Any]] = []
         for j, up in enumerate(self.config.upstreams[:-1]):
             self._check_kind(j, options)
-            chunks = await self.read_stream(up, path, self.scored_request(body, endpoint, options, up))
+            chunks = await self.read_stream(up, path, self.scored_request(await self.with_model(body, up), endpoint, options, body))
             entries: list[F.TokenLogprob] = []
             finish = None
             try:
@@ -461,10 +477,7 @@ class Cascade:
                 return self._stream_response((c for c in chunks), None, info, endpoint, j, t0)
         last = len(self.config.upstreams) - 1
         up = self.config.upstreams[last]
-        req = dict(body)
-        if up.model:
-            req["model"] = up.model
-        resp = await self.open_stream(up, path, req)
+        resp = await self.open_stream(up, path, await self.with_model(body, up))
         info = self._cascade_info(last, decisions)
         return self._stream_response(None, resp, info, endpoint, last, t0)
 
