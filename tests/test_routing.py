@@ -16,7 +16,7 @@ import pytest
 
 from calib_harness.records import Run, SampleRecord
 from calib_harness.routing.advantage import AdvantageRouter
-from calib_harness.routing.baselines import OracleRouter, ThresholdRouter
+from calib_harness.routing.baselines import oracle_curve
 from calib_harness.routing.curves import (  # noqa: I001
     RoutingCurve,
     apgr,
@@ -61,7 +61,7 @@ def test_apgr_and_sd_of_oracle_hand_computed():
     # small right on half the docs, large right everywhere: p_s = 0.5, p_l = 1.
     small = np.array([0, 0, 1, 1])
     large = np.array([1, 1, 1, 1])
-    c = OracleRouter.curve(small, large)
+    c = oracle_curve(small, large)
     # cost 0 -> 0.5, cost .25 -> .75, cost .5 -> 1, then flat: normalised area = 0.25 + 0.5
     assert apgr(c, 0.5, 1.0) == pytest.approx(0.75, abs=1e-6)
     # here the per-sample oracle is GATEKEEPER's eq. (11) exactly, so s_d = 1
@@ -81,7 +81,7 @@ def test_sd_and_apgr_identity():
     rng = np.random.default_rng(3)
     s = rng.integers(0, 2, 200).astype(float)
     l = np.clip(s + rng.integers(0, 2, 200), 0, 1)
-    c = ThresholdRouter.curve(rng.random(200), s, l)
+    c = curve_from_priority("threshold", rng.random(200), s, l)
     ps, pl = s.mean(), l.mean()
     assert deferral_score(c, ps, pl) == pytest.approx((2 * apgr(c, ps, pl) - 1) / ps, rel=1e-6)
 
@@ -95,14 +95,14 @@ def test_apgr_undefined_when_equal_accuracy():
 def test_oracle_defers_small_errors_first_and_beats_everyone():
     small = np.array([1, 0, 0, 1, 1, 0])
     large = np.array([1, 1, 0, 0, 1, 1])
-    c = OracleRouter.curve(small, large)
+    c = oracle_curve(small, large)
     # first deferred: the two docs only the large model gets right -> accuracy 3/6 -> 5/6
     assert c.share_small[0] == 0 and c.accuracy[0] == pytest.approx(4 / 6)
     i = np.flatnonzero(np.isclose(c.share_small, 4 / 6))[0]
     assert c.accuracy[i] == pytest.approx(5 / 6)  # best possible: union of right answers
     assert c.accuracy.max() == pytest.approx(5 / 6)
     rng = np.random.default_rng(0)
-    other = ThresholdRouter.curve(rng.random(6), small, large)
+    other = curve_from_priority("threshold", rng.random(6), small, large)
     ps, pl = small.mean(), large.mean()
     assert apgr(c, ps, pl) >= apgr(other, ps, pl)
 
@@ -111,12 +111,14 @@ def test_oracle_defers_small_errors_first_and_beats_everyone():
 
 
 def test_threshold_router_hand_made():
+    from calib_harness.routing.base import RoutingData, make_router
+
     conf = np.array([0.95, 0.9, 0.6, 0.3])
-    t = ThresholdRouter(0.75)
-    assert t.route(conf).tolist() == ["small", "small", "large", "large"]
-    t.fit(conf, target_share_small=0.5)
-    assert t.keep_small(conf).mean() == 0.5
-    c = ThresholdRouter.curve(conf, np.array([1, 1, 0, 0]), np.array([1, 0, 1, 1]))
+    data = RoutingData.from_arrays(conf, np.ones(4), np.array([1, 1, 0, 0]), np.array([1, 0, 1, 1]))
+    t = make_router("threshold").fit(data)
+    assert t.route(data, 0.5).tolist() == [False, False, True, True]  # True = to the large model
+    assert t.route(data, 0.0).tolist() == [False] * 4 and t.route(data, 1.0).tolist() == [True] * 4
+    c = t.curve(data)
     assert c.accuracy.tolist() == pytest.approx([0.75, 0.75, 1.0, 0.75, 0.5])
 
 

@@ -7,6 +7,7 @@ Modules (one job each):
 * :mod:`.advantage`: Algorithm 1 on arrays, and the UC router;
 * :mod:`.calibrated`: the CC router, its calibrator chosen by cross-fitting on the calibration half;
 * :mod:`.baselines`: threshold (GATEKEEPER's deferral rule), random, oracle (ideal deferral);
+* :mod:`.hybrid`, :mod:`.chain`: the hybrid router and N-model chains (issue #17);
 * :mod:`.mf`: RouteLLM 0.2.0's matrix-factorisation router (torch);
 * :mod:`.embeddings`: cached local prompt embeddings for MF;
 * :mod:`.curves`: accuracy-vs-share curves, normalised APGR, GATEKEEPER's s_d;
@@ -26,7 +27,10 @@ _EXPORTS = {
     "AdvantageRouter": "advantage",
     "BinStats": "advantage",
     "ThresholdRouter": "baselines",
+    "RandomRouter": "baselines",
     "OracleRouter": "baselines",
+    "UncalibratedConfidenceRouter": "advantage",
+    "MFCascadeRouter": "mf",
     "RoutingCurve": "curves",
     "apgr": "curves",
     "deferral_score": "curves",

@@ -71,7 +71,7 @@ def _exact_sd(curve: RoutingCurve, p_small: float, p_large: float) -> float:
 def _fmt(x: Any, nd: int = 4) -> str:
     if x is None or (isinstance(x, float) and not np.isfinite(x)):
         return "n/a"
-    return f"{x:.{nd}f}"
+    return f"{x + 0.0:.{nd}f}".replace(f"-{0:.{nd}f}", f"{0:.{nd}f}")  # no "-0.0000"
 
 
 def _fmt_ci(ci: Sequence[float] | None, nd: int = 3) -> str:
@@ -376,12 +376,12 @@ def _bootstrap(test: RoutingData, router: Router, score: np.ndarray | None, n_bo
 
 def _curve_on(router: Router, score: np.ndarray | None, ys: np.ndarray, yl: np.ndarray) -> RoutingCurve:
     """A router's test curve from its (precomputed) scores on resampled docs."""
-    from calib_harness.routing.baselines import OracleRouter
+    from calib_harness.routing.baselines import oracle_priority
     from calib_harness.routing.curves import random_curve
 
     if router.expected:
         return random_curve(float(ys.mean()), float(yl.mean()))
-    prio = OracleRouter.keep_priority(ys, yl) if router.uses_test_labels else -score
+    prio = oracle_priority(ys, yl) if router.uses_test_labels else -score
     return curve_from_priority(router.name, prio, ys, yl)
 
 
