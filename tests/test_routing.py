@@ -172,9 +172,9 @@ def test_advantage_router_hand_made_non_monotone():
     assert r.selected_bins(1).tolist() == [2]
     assert r.selected_bins(2).tolist() == [2, 3]
     new = np.array([0.05, 0.55, 0.62, 0.66, 0.99])
-    assert r.route(new, 1).tolist() == ["large", "small", "small", "large", "large"]
-    assert r.route(new, 2).tolist() == ["large", "small", "small", "small", "small"]
-    assert r.route(new, 0).tolist() == ["large"] * 5 and r.route(new, 4).tolist() == ["small"] * 5
+    assert r.keep_small(new, 1).tolist() == [False, True, True, False, False]
+    assert r.keep_small(new, 2).tolist() == [False, True, True, True, True]
+    assert not r.keep_small(new, 0).any() and r.keep_small(new, 4).all()
     # curve on test data: K = 0..4
     ys = np.array([0, 1, 1, 0, 1])
     yl = np.array([1, 0, 0, 1, 1])
@@ -638,7 +638,7 @@ def test_deployable_router_matches_fitted_router(hand_comparison, tmp_path):
     assert loaded == dep
     small, large = _mc_runs()
     (_, s_test), _ = split_runs(small, large)
-    want = c.cc_router.route(c.small_calibrator.confidence(s_test), dep.k)
+    want = np.where(c.cc_router.keep_small(c.small_calibrator.confidence(s_test), dep.k), "small", "large")
     got = loaded.route_many([list(r.option_scores) for r in s_test.records])
     assert got == want.tolist()
     # the chosen K keeps at least 40% of the calibration half on the small model

@@ -56,7 +56,8 @@ class BinStats:
 
 @dataclass
 class AdvantageRouter:
-    """Algorithm 1 on arrays of confidences.
+    """Algorithm 1 on arrays of confidences (the algorithm; the registered routers ``CC`` / ``UC``
+    and the N-model chains wrap it).
 
     Args:
         n_bins: number of equal-count bins N (on the small model's confidence).
@@ -157,9 +158,6 @@ class AdvantageRouter:
         """Phase II: True where the input stays on the small model."""
         return np.isin(self.bin_of(small_confidence), self.selected_bins(k))
 
-    def route(self, small_confidence: np.ndarray, k: int) -> np.ndarray:
-        return np.where(self.keep_small(small_confidence, k), "small", "large")
-
     def curve(self, small_confidence: np.ndarray, small_scores: np.ndarray, large_scores: np.ndarray) -> RoutingCurve:
         """Share kept on the small model and accuracy for K = 0..N on new data."""
         self._check()
@@ -170,14 +168,6 @@ class AdvantageRouter:
             share.append(float(keep.mean()))
             acc.append(routed_accuracy(keep, small_scores, large_scores))
         return RoutingCurve(self.name, np.array(share), np.array(acc), ks, {"n_bins": self.n_bins_})
-
-    def k_for_share(self, small_confidence_cal: np.ndarray, target_share_small: float) -> int:
-        """Smallest K whose share kept on the small model (on the given, e.g. calibration, data)
-        reaches ``target_share_small``."""
-        for k in range(self.n_bins_ + 1):
-            if self.keep_small(small_confidence_cal, k).mean() >= target_share_small - 1e-12:
-                return k
-        return self.n_bins_
 
 
 def shrunk_bin_rates(bins: np.ndarray, y: np.ndarray, n_bins: int) -> np.ndarray:
