@@ -49,6 +49,7 @@ def test_bad_task_config_fails_when_the_task_loads(tmp_path):
 
 def test_calib_lm_eval_fails_at_once_on_unknown_short_name_and_missing_offline_data(tmp_path):
     """Both errors come before any model loads: one line, exit status 2, the fix named."""
+    # loads no model (tests/test_repo_structure.py: not a slow test)
     exe = Path(sys.executable).parent / "calib-lm-eval"
     env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
     bad = subprocess.run([str(exe), "--model", "hf", "--model_args", "pretrained=smollm3-135m", "--tasks", "calib_arc_easy"],
