@@ -54,6 +54,7 @@ def help_text() -> str:
     """What ``calib-lm-eval`` adds to lm-eval's CLI (printed above lm-eval's own ``--help``)."""
     from calib_harness.data_sources import DATA_DIR_ENV
     from calib_harness.models import SHIPPED_MODELS
+    from calib_harness.tasks import TASKS_DIR
 
     names = "\n".join(f"      {m.name:20s} {m.description}" for m in SHIPPED_MODELS.values())
     return f"""calib-lm-eval: lm-eval's own CLI, every flag unchanged, with calib-harness added:

@@ -185,3 +185,50 @@ def test_a_stock_lm_eval_run_made_as_a_user_makes_it(tmp_path):
         assert len(run) == 8 and run.tasks == ["arc_easy"]
         res = json.loads(next((tmp_path / "runs").glob(f"*{model}/results_*.json")).read_text())["results"]["arc_easy"]
         assert run.scores().mean() == pytest.approx(res["acc,none"])
+
+
+GSM8K = ROOT / "tests" / "fixtures" / "stock_logs" / "gsm8k_limit4"
+
+
+def test_stock_generation_log_two_filters_no_confidence(capsys):
+    """Stock gsm8k (examples/stock_logs/run_stock_gsm8k.sh): one line per filter, outputs a verifier can re-score."""
+    from calib_harness.readers import rescore
+
+    both = load_run(GSM8K)
+    assert both.tasks == ["gsm8k[flexible-extract]", "gsm8k[strict-match]"] and len(both) == 8
+    assert not both.has_confidence
+    samples = [json.loads(x) for x in next(GSM8K.rglob("samples_*.jsonl")).read_text().splitlines()]
+    strict = load_run(GSM8K, filter="strict-match")
+    assert strict.tasks == ["gsm8k"] and len(strict) == 4
+    logged = {str(s["doc_id"]): s for s in samples if s["filter"] == "strict-match"}
+    for r in strict:
+        s = logged[r.doc_id]
+        assert r.confidence is None and r.score == s["exact_match"] and r.prediction == s["filtered_resps"][0]
+        assert r.extra["output"] == s["resps"][0][0] and r.extra["doc"] == s["doc"]
+    # a verifier re-scores the filtered response against the document
+    flexible = rescore(load_run(GSM8K, filter="flexible-extract"), "numeric")
+    assert all(r.extra["score_metric"] == "verifier:numeric" and "logged_score" in r.extra for r in flexible)
+    # calibrate refuses them with one clear line
+    assert main(["calibrate", str(GSM8K), "--filter", "strict-match", "-o", "unused"]) == 2
+    err = capsys.readouterr().err
+    assert "no token probabilities" in err and "calib-hf" in err and err.count("\n") == 1
+
+
+def test_runs_without_confidence_route_with_oracle_random_mf(tmp_path, capsys):
+    """Records without confidence (as stock generation logs give): oracle, random and MF route; CC is refused clearly."""
+    import dataclasses
+
+    from calib_harness.records import Run
+
+    paths = []
+    for m in MODELS:
+        run = load_run(STOCK, model=m)
+        stripped = [dataclasses.replace(r, confidence=None, option_scores=None, option_labels=None) for r in run]
+        paths.append(Run(m, stripped).save(tmp_path / m))
+    base = ["cascade", "--small", str(paths[0]), "--large", str(paths[1]), "--bins", "4", "--bins-sweep", "--no-plots",
+            "--no-progress"]
+    assert main([*base, "-o", str(tmp_path / "cc")]) == 2
+    assert "need per-sample confidences" in capsys.readouterr().err
+    _cli([*base, "--routers", "oracle", "random", "MF", "-o", str(tmp_path / "ok")], capsys)
+    comp = json.loads((tmp_path / "ok" / "comparison.json").read_text())
+    assert json.dumps(comp).count('"random"') >= 1 and "MF" in json.dumps(comp)

@@ -123,9 +123,13 @@ class RoutingData:
         if small.keys != large.keys:
             raise ValueError("runs are not aligned; call calib_harness.records.align(small, large) first")
         prompts = [r.prompt for r in small.records]
+
+        def conf(run):  # runs without confidence (stock generation logs): NaN; confidence routers refuse them
+            return run.confidences() if getattr(run, "has_confidence", True) else np.full(len(run), np.nan)
+
         return cls(
-            small.confidences(),
-            large.confidences(),
+            conf(small),
+            conf(large),
             small.scores(),
             large.scores(),
             prompts=None if any(p is None for p in prompts) else list(prompts),

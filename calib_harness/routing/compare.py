@@ -466,6 +466,15 @@ def compare_routers(
         raise ValueError(f"roles must be 'data' or 'given', got {roles!r}")
     wanted = [canonical_name(r) for r in (routers if routers is not None else default_routers())]
     wanted = list(dict.fromkeys(wanted))
+    if not (getattr(small, "has_confidence", True) and getattr(large, "has_confidence", True)):
+        from calib_harness.readers.stock import NO_CONFIDENCE
+
+        need = [r for r in wanted if r not in ("oracle", "random", "MF")]
+        if need:
+            raise CliError(
+                f"routers {', '.join(need)} need per-sample confidences, and these runs carry none "
+                f"({NO_CONFIDENCE}); pass --routers oracle random MF"
+            )
     small, large = align(small, large)
     warns = check_pair(small, large, n_bins, cal_fraction)
     data = RoutingData.from_runs(small, large, embedding_cache=embedding_cache, progress=progress)
