@@ -13,7 +13,6 @@ with ``--mf``.  Writes ``bench/results/routing.json`` and prints a table per pai
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
