@@ -95,18 +95,24 @@ def _write_files(workdir: str, files: dict) -> None:
             f.write(base64.b64decode(b64))
 
 
+def _enter_child(workdir: str, out_w: int, err_w: int) -> None:
+    """In a forked child (fork and exec mode alike): a fresh session in ``workdir``, stdin from /dev/null,
+    stdout / stderr into the pipes, no other file descriptor, default signal handlers."""
+    os.setsid()
+    os.chdir(workdir)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    os.closerange(3, 65536)
+    _reset_signals()
+
+
 def _child_fork(job: dict, workdir: str, out_w: int, err_w: int) -> None:
     """In the forked child: become a fresh session, apply limits and run the entry file as __main__."""
     code = 1
     try:
-        os.setsid()
-        os.chdir(workdir)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
-        os.closerange(3, 65536)
-        _reset_signals()
+        _enter_child(workdir, out_w, err_w)
         if IS_INIT:
             try:
                 import ctypes
@@ -238,14 +244,7 @@ def execute(job: dict, workroot: str | None = None) -> dict:
         if mode == "fork":
             _child_fork(job, workdir, out_w, err_w)
         try:  # exec mode: a brand-new interpreter (or any argv)
-            os.setsid()
-            os.chdir(workdir)
-            devnull = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(devnull, 0)
-            os.dup2(out_w, 1)
-            os.dup2(err_w, 2)
-            os.closerange(3, 65536)
-            _reset_signals()
+            _enter_child(workdir, out_w, err_w)
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)
             signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
             _set_limits(job)
