@@ -227,6 +227,10 @@ class SampleRecord:
         for k in ("option_labels", "option_scores"):
             if d.get(k) is not None:
                 d[k] = tuple(d[k])
+        if d.get("option_scores") is not None:  # strict JSON wrote -inf / NaN scores as null
+            d["option_scores"] = tuple(-math.inf if x is None else x for x in d["option_scores"])
+        if d.get("features"):
+            d["features"] = {k: math.nan if v is None else v for k, v in d["features"].items()}
         return cls(**d)
 
 
@@ -323,13 +327,10 @@ class Run:
         if path.suffix != ".jsonl":
             path.mkdir(parents=True, exist_ok=True)
             path = path / RECORDS_FILENAME
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".jsonl.tmp")
-        with tmp.open("w") as f:
-            for r in self.records:
-                f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
-        tmp.replace(path)
-        return path
+        from calib_harness.outputs import write_jsonl
+
+        # strict JSON, atomically: an undefined feature (NaN) is written as null and read back as NaN
+        return write_jsonl(path, (r.to_dict() for r in self.records))
 
 
 def align(*runs: Run, on_mismatch: str = "error") -> list[Run]:
