@@ -394,6 +394,6 @@ def load_records_jsonl(path: str | Path, model: str | None = None) -> Run:
         raise RecordError(f"{path}: no records")
     models = {r.model for r in recs}
     if model is None and len(models) > 1:
-        raise RecordError(f"{path}: records of several models {sorted(models)}; pass model=")
+        raise RecordError(f"{path}: records of several models {sorted(models)}; pick one with --model NAME (Python: model=)")
     name = model or recs[0].model
     return Run(name, [r for r in recs if r.model == name], source=str(path))

@@ -101,7 +101,7 @@ class _Output:
         old, new = flat(state.get("identity", {})), flat(self.identity)
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         raise ResumeError(
-            f"{self.folder} holds a run with different {diff}; use another output folder or overwrite=True (--force)"
+            f"{self.folder} holds a run with different {diff}; use another -o/--output or pass --force (Python: overwrite=True)"
         )
 
 
