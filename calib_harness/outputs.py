@@ -145,6 +145,15 @@ def dumps_strict(obj: Any, indent: int | None = 1, reasons: bool = True, **kwarg
     return json.dumps(to_strict(obj, reasons), indent=indent, allow_nan=False, ensure_ascii=False, **kwargs)
 
 
+def _umask_file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _umask_file_mode()
+
+
 def write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` atomically: a temporary file in the same folder, then ``os.replace``."""
     path = Path(path)
@@ -155,6 +164,7 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)  # mkstemp creates 0600; give the file the mode open() would
         os.replace(tmp, path)
     except BaseException:
         try:
