@@ -26,12 +26,15 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from calib_harness.cleaning.pipeline import CleaningOutcome
 from calib_harness.cleaning.reference import MMLU_TASK_PREFIX, Reference
 from calib_harness.outputs import write_jsonl, write_text
+
+if TYPE_CHECKING:  # annotations only: pipeline imports this module for CleaningOutcome.to_frame
+    from calib_harness.cleaning.pipeline import CleaningOutcome
 
 logger = logging.getLogger(__name__)
 
