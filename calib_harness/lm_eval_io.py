@@ -317,3 +317,20 @@ def _load_file(p: Path, model: str | None, *, filter: str | None, scoring: str) 
     if suffix in TABLE_SUFFIXES:
         return read_table(p, model)
     return load_records_jsonl(p, model)
+
+
+def model_folders(path: str | Path) -> list[Path]:
+    """The per-model sub-folders of an lm-eval ``--output_path`` folder (empty when it is not one)."""
+    p = Path(path)
+    if not p.is_dir() or (p / RECORDS_FILENAME).exists() or list(p.glob("samples_*.jsonl")):
+        return []
+    return sorted(d for d in p.iterdir() if d.is_dir() and list(d.glob("samples_*.jsonl")))
+
+
+def load_runs(path: str | Path, model: str | None = None, tasks: list[str] | None = None, **kwargs: Any) -> list[Run]:
+    """Every model's run in ``path``: one per sub-folder of a multi-model lm-eval folder (unless ``model``
+    picks one), else ``[load_run(path)]``.  ``report`` and ``clean`` take such a folder as several runs."""
+    subs = model_folders(path)
+    if model is None and len(subs) > 1:
+        return [load_lm_eval_folder(d, None, tasks, **kwargs) for d in subs]
+    return [load_run(path, model, tasks, **kwargs)]

@@ -55,3 +55,12 @@ def test_nothing_to_read_names_what_is_expected(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(RecordError, match="no records.jsonl, no plain table and no lm-eval samples"):
         load_run(tmp_path)
+
+
+def test_a_multi_model_folder_is_one_run_per_model_for_report_and_clean():
+    from calib_harness.lm_eval_io import load_runs
+
+    runs = load_runs(STOCK)
+    assert sorted(r.model for r in runs) == ["qwen2.5-coder-0.5b", "smollm2-135m"]
+    assert [r.model for r in load_runs(STOCK, model="smollm2-135m")] == ["smollm2-135m"]
+    assert [r.model for r in load_runs(OURS)] == ["smollm2-135m"]

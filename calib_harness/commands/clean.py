@@ -9,7 +9,8 @@
 
 RUN is a records.jsonl, a folder holding one, an lm-eval --output_path folder, or
 ``cleanlab:cifar10`` (cleanlab's cross-validated CIFAR-10 test probabilities as one expert).
-Each RUN is one expert; all must cover the same documents (``--intersect`` keeps the common ones).
+Each RUN is one expert (an lm-eval folder holding several models gives one expert per model); all
+must cover the same documents (``--intersect`` keeps the common ones).
 Records with option scores (multiple choice, vision) run every method; records with a
 confidence only (generation logs, plain tables) run top1 and high-confidence, and the output
 names the methods that need option scores.
@@ -157,7 +158,14 @@ def run(args: argparse.Namespace) -> int:
     if args.min_precision is not None and not args.reference:
         raise CliError("--min-precision needs --reference (its labels on a labelled calibration half certify the precision)")
     data_dir = shared_data_dir(args.data_dir)
-    experts = [load_expert(s, data_dir, **loader_kwargs(args)) for s in args.runs]
+    from calib_harness.lm_eval_io import load_runs, model_folders
+
+    experts = []
+    for s in args.runs:  # a multi-model lm-eval folder gives one expert per model
+        if len(model_folders(s)) > 1:
+            experts += load_runs(s, **loader_kwargs(args))
+        else:
+            experts.append(load_expert(s, data_dir, **loader_kwargs(args)))
     panel = build_panel(
         experts,
         calibration=args.calibration,

@@ -2,6 +2,7 @@
 
     calib-harness report runs/smol runs/qwen -o report
     calib-harness report runs/stock/smollm2 runs/stock/qwen --small smollm2-135m --no-mf --force
+    calib-harness report runs/stock                 # an lm-eval folder of several models: one run each
 
 Each RUN is an lm-eval ``--output_path`` folder (calib-harness tasks or stock lm-eval logs), a
 records file (``records.jsonl``, or a plain table: see docs/PLAIN_TABLE.md) or a folder holding
@@ -28,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("runs", nargs="+", metavar="RUN", help="lm-eval output folders, records.jsonl / plain tables, or folders holding one")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="lm-eval output folders (a folder of several models gives one run per model), records.jsonl / plain tables, or folders holding one")
     add_output_args(p, "report", "report.md, report.html, numbers.json and figures")
     p.add_argument("--small", help="model name of the small (first) model of the cascade (default: the less accurate run)")
     p.add_argument("--large", help="model name of the large (second) model (default: the more accurate run)")
@@ -45,14 +46,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from calib_harness.lm_eval_io import load_run
+    from calib_harness.lm_eval_io import load_runs
     from calib_harness.report.build import build_report
 
     log = logging.getLogger(__name__)
     runs = []
-    for p in args.runs:
-        runs.append(load_run(p, **loader_kwargs(args)))
-        log.info("loaded %s: %s, %d records", p, runs[-1].model, len(runs[-1]))
+    for p in args.runs:  # a multi-model lm-eval folder gives one run per model
+        for run in load_runs(p, **loader_kwargs(args)):
+            runs.append(run)
+            log.info("loaded %s: %s, %d records", p, run.model, len(run))
     names = [r.model for r in runs]
     if len(set(names)) != len(names):
         raise ValueError(f"two runs have the same model name {names}; reports compare different models")
