@@ -321,3 +321,15 @@ def test_the_serve_command_runs_the_cascade(faulty, tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
     assert proc.returncode in (0, -15)
+
+
+def test_only_the_tokens_of_the_returned_text_are_scored():
+    """vLLM lists the end-of-sequence token by name: the returned text decides which tokens count."""
+    entries = F.token_logprobs(_content([("5", -0.1), ("<|im_end|>", -3.0)]))
+    assert F.generation_features(entries, "stop", text="5")["n_tokens"] == 1
+    assert F.generation_features(entries, "stop", text="5")["mean_logprob"] == pytest.approx(-0.1)
+    # a token carrying part of a character (bytes) still counts by bytes
+    e = F.token_logprobs({"content": [{"token": "bytes:\\xc3", "logprob": -0.2, "bytes": [195]}, {"token": "bytes:\\xa9", "logprob": -0.4, "bytes": [169]}, {"token": "<eos>", "logprob": -1.0, "bytes": [60]}]})
+    assert F.generation_features(e, "stop", text="é")["n_tokens"] == 2
+    empty = F.generation_features(entries, "stop", text="")
+    assert empty["n_tokens"] == 0 and empty["mean_logprob"] == pytest.approx(-0.1)

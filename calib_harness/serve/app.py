@@ -307,14 +307,14 @@ class Cascade:
             req["logprobs"] = max(int(body.get("logprobs") or 0), k, 1)
         return req
 
-    def score(self, stage: int, endpoint: str, options: Sequence[str] | None, entries: list[F.TokenLogprob], finish: str | None) -> dict[str, Any]:
+    def score(self, stage: int, endpoint: str, options: Sequence[str] | None, entries: list[F.TokenLogprob], finish: str | None, text: str | None = None) -> dict[str, Any]:
         """Decision of one stage: ``{"keep", "confidence", "bin", "feature", "reason", ...}``."""
         router = self.stages[stage]
         mc_ok, gen_ok = self.kinds[stage]
         if options:
             feats = F.mc_features(F.option_scores(entries, options))
         else:
-            feats = F.generation_features(entries, finish, self.config.logprobs_mode)
+            feats = F.generation_features(entries, finish, self.config.logprobs_mode, text)
         x = F.router_input(feats)
         conf = float(router.confidence(x))
         b = int(router.bin_of(x))
@@ -384,10 +384,10 @@ class Cascade:
                 "unservable_request",
             )
 
-    def _decide(self, stage: int, endpoint: str, options, entries, finish) -> dict[str, Any]:
+    def _decide(self, stage: int, endpoint: str, options, entries, finish, text: str | None = None) -> dict[str, Any]:
         up = self.config.upstreams[stage]
         try:
-            info = self.score(stage, endpoint, options, entries, finish)
+            info = self.score(stage, endpoint, options, entries, finish, text)
         except F.MalformedResponse as e:
             raise UpstreamError(up.role, "malformed", f"the {up.role} model's answer is malformed: {e}", 502) from None
         except F.FeatureUnavailable as e:
@@ -434,7 +434,7 @@ class Cascade:
                 entries = F.token_logprobs(choice.get("logprobs"))
             except F.MalformedResponse as e:
                 raise UpstreamError(up.role, "malformed", f"the {up.role} model's answer is malformed: {e}", 502) from None
-            d = self._decide(j, endpoint, options, entries, choice.get("finish_reason"))
+            d = self._decide(j, endpoint, options, entries, choice.get("finish_reason"), F.choice_text(choice))
             decisions.append(d)
             if d["keep"]:
                 _restore_logprobs(answer, body, endpoint)
@@ -458,6 +458,7 @@ class Cascade:
             chunks = await self.read_stream(up, path, self.scored_request(await self.with_model(body, up), endpoint, options, body))
             entries: list[F.TokenLogprob] = []
             finish = None
+            pieces: list[str] = []
             try:
                 for c in chunks:
                     ch = (c.get("choices") or [None])[0]
@@ -465,10 +466,13 @@ class Cascade:
                         continue  # e.g. the usage chunk
                     if ch.get("logprobs") is not None:
                         entries.extend(F.token_logprobs(ch["logprobs"]))
+                    delta = ch.get("delta")
+                    piece = delta.get("content") if isinstance(delta, Mapping) else ch.get("text")
+                    pieces.append(piece if isinstance(piece, str) else "")
                     finish = ch.get("finish_reason") or finish
             except F.MalformedResponse as e:
                 raise UpstreamError(up.role, "malformed", f"the {up.role} model's stream is malformed: {e}", 502) from None
-            d = self._decide(j, endpoint, options, entries, finish)
+            d = self._decide(j, endpoint, options, entries, finish, "".join(pieces))
             decisions.append(d)
             if d["keep"]:
                 info = self._cascade_info(j, decisions)

@@ -13,9 +13,9 @@ Two kinds of request, as in the offline records (:mod:`calib_harness.records`):
   ``confidence = exp(mean_logprob)`` over the tokens of the returned text, or ``mean_logit`` and
   ``n_tokens`` when the server returns raw logits in the logprob fields (vLLM's
   ``--logprobs-mode raw_logits``; say so with ``logprobs_mode="raw_logits"``).  As in
-  :mod:`calib_harness.capture.generation`, tokens after the text (the end-of-sequence token that a
-  server like llama.cpp lists with an empty string) are not scored; an empty answer gets the
-  figures of the token that ended it, with ``n_tokens = 0``.  ``mean_entropy`` needs the full
+  :mod:`calib_harness.capture.generation`, tokens after the returned text (the end-of-sequence
+  token, listed by llama.cpp as ``""`` and by vLLM as e.g. ``<|im_end|>``) are not scored; an empty
+  answer gets the figures of the token that ended it, with ``n_tokens = 0``.  ``mean_entropy`` needs the full
   next-token distribution, which the API does not return, so a router fitted on it cannot be served.
 
 Both logprob layouts are read: the chat layout (``logprobs.content[i] = {token, logprob,
@@ -52,6 +52,7 @@ class TokenLogprob:
     logprob: float
     top: dict[str, float] = field(default_factory=dict)
     empty: bool = False  # the token adds no text (e.g. llama.cpp lists its EOS as "")
+    n_bytes: int | None = None  # UTF-8 bytes the token adds (the "bytes" field, else the token string's)
 
 
 def _num(x: Any, what: str) -> float:
@@ -75,7 +76,8 @@ def _content_entries(entries: Any) -> list[TokenLogprob]:
             top[t["token"]] = max(v, top.get(t["token"], -math.inf))
         b = e.get("bytes")
         empty = e["token"] == "" and (b is None or b == [])
-        out.append(TokenLogprob(e["token"], _num(e["logprob"], f"logprob of token {i}"), top, empty))
+        n_bytes = len(b) if isinstance(b, list) else len(e["token"].encode())
+        out.append(TokenLogprob(e["token"], _num(e["logprob"], f"logprob of token {i}"), top, empty, n_bytes))
     return out
 
 
@@ -91,7 +93,7 @@ def _legacy_entries(lp: Mapping[str, Any]) -> list[TokenLogprob]:
         top = {}
         if isinstance(tops[i], Mapping):
             top = {str(k): _num(x, f"top logprob of {k!r}") for k, x in tops[i].items()}
-        out.append(TokenLogprob(tok, _num(v, f"token_logprobs[{i}]"), top, tok == ""))
+        out.append(TokenLogprob(tok, _num(v, f"token_logprobs[{i}]"), top, tok == "", len(tok.encode())))
     return out
 
 
@@ -121,13 +123,31 @@ def choice_text(choice: Mapping[str, Any]) -> str:
     return choice.get("text") or ""
 
 
-def generation_features(entries: Sequence[TokenLogprob], finish_reason: str | None = None, logprobs_mode: str = "logprobs") -> dict[str, float]:
-    """The generation figures of one answer (see the module doc)."""
-    if logprobs_mode not in LOGPROBS_MODES:
-        raise ValueError(f"logprobs_mode must be one of {LOGPROBS_MODES}")
+def text_tokens(entries: Sequence[TokenLogprob], text: str | None) -> int:
+    """How many leading tokens make up the returned ``text`` (the fewest whose bytes cover it, as
+    :func:`calib_harness.capture.generation.token_offsets`); the tokens after it (an EOS such as
+    vLLM's ``<|im_end|>`` or llama.cpp's ``""``) are not part of the answer.  Without the text, or
+    when the tokens do not add up to it, trailing tokens that add no text are dropped."""
+    if text is not None:
+        need = len(text.encode())
+        if need == 0:
+            return 0
+        total = 0
+        for i, e in enumerate(entries):
+            total += e.n_bytes if e.n_bytes is not None else len(e.token.encode())
+            if total >= need:
+                return i + 1
     k = len(entries)
     while k and entries[k - 1].empty:
         k -= 1
+    return k
+
+
+def generation_features(entries: Sequence[TokenLogprob], finish_reason: str | None = None, logprobs_mode: str = "logprobs", text: str | None = None) -> dict[str, float]:
+    """The generation figures of one answer (see the module doc); ``text`` is the returned text."""
+    if logprobs_mode not in LOGPROBS_MODES:
+        raise ValueError(f"logprobs_mode must be one of {LOGPROBS_MODES}")
+    k = text_tokens(entries, text)
     scored = list(entries[:k])
     n = len(scored)
     if not scored:
