@@ -333,3 +333,23 @@ def test_only_the_tokens_of_the_returned_text_are_scored():
     assert F.generation_features(e, "stop", text="é")["n_tokens"] == 2
     empty = F.generation_features(entries, "stop", text="")
     assert empty["n_tokens"] == 0 and empty["mean_logprob"] == pytest.approx(-0.1)
+
+
+def test_chain_of_three_keeps_the_first_confident_answer(faulty):
+    """A chain router (``stages``: one two-model router per step, as ``DeployableChain``) over three
+    upstreams: the unsure first model defers, the confident second one answers."""
+    from types import SimpleNamespace
+
+    base, _ = faulty
+    chain = SimpleNamespace(stages=[ROUTER, ROUTER])
+    ups = [Upstream(f"{base}/unsure/v1", "small"), Upstream(f"{base}/ok/v1", "via1"), Upstream(f"{base}/error500/v1", "large")]
+    app = create_app(chain, ServeConfig(ups, retries=0))
+    with ServerThread(app) as url:
+        r = httpx.post(url + "/v1/chat/completions", json=CHAT, timeout=30)
+        info = r.json()["cascade"]
+        assert r.status_code == 200 and info["model"] == "via1" and r.headers["x-cascade-model"] == "via1"
+        assert [s["model"] for s in info["stages"]] == ["small", "via1"]
+        assert [s["keep"] for s in info["stages"]] == [False, True]
+        assert info["confidence"] == pytest.approx(0.2), "the first model's calibrated confidence"
+    with pytest.raises(ValueError, match="needs 3 upstreams"):
+        create_app(chain, ServeConfig(ups[::2]))
