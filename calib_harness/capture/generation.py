@@ -62,7 +62,7 @@ import math
 import re
 from typing import Any, Callable, Iterable, Sequence
 
-from calib_harness.capture.payload import PAYLOAD_METRIC
+from calib_harness.capture.payload import ECE_STDERR_METRIC, PAYLOAD_METRIC, ece_stderr_item
 
 CAPTURE_VERSION = 1
 FIGURES = ("mean_logit", "mean_logprob", "sum_logprob", "mean_entropy", "n_tokens")
@@ -332,6 +332,7 @@ def make_process_results(
                 "verifier": verifier,
                 "details": details,
             },
+            ECE_STDERR_METRIC: ece_stderr_item(conf, score),  # after the payload: see payload.ECE_STDERR_METRIC
         }
 
     process_results.verifier = verifier  # type: ignore[attr-defined]

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from calib_harness.capture.payload import PAYLOAD_METRIC
+from calib_harness.capture.payload import ECE_STDERR_METRIC, PAYLOAD_METRIC, ece_stderr_item
 from calib_harness.records import SampleRecord
 
 SINGLE_TOKEN = "single_token"
@@ -56,4 +56,5 @@ def mc_results(
     out["brier"] = (conf - correct) ** 2
     payload = {k: v for k, v in rec.to_dict().items() if k not in ("task", "doc_id", "model", "extra")}
     out[PAYLOAD_METRIC] = {"kind": "multiple_choice", **payload, "option_probs": rec.option_probs.tolist()}
+    out[ECE_STDERR_METRIC] = ece_stderr_item(conf, correct)  # after the payload: see payload.ECE_STDERR_METRIC
     return out

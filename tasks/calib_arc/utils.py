@@ -1,7 +1,7 @@
 """Helpers of the calib_arc tasks (loaded by lm-eval through ``!function``)."""
 
 from calib_harness.capture.multiple_choice import SEQUENCE, mc_results
-from calib_harness.capture.payload import ece_aggregation  # noqa: F401  (used by the YAML)
+from calib_harness.capture.payload import ece_aggregation, ece_stderr_aggregation  # noqa: F401  (used by the YAML)
 from calib_harness.data_sources import load_arc  # noqa: F401  (used by the YAML)
 
 

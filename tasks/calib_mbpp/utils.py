@@ -1,7 +1,7 @@
 """Helpers of calib_mbpp (loaded by lm-eval through ``!function``)."""
 
 from calib_harness.capture.generation import make_process_results
-from calib_harness.capture.payload import ece_aggregation  # noqa: F401  (used by the YAML)
+from calib_harness.capture.payload import ece_aggregation, ece_stderr_aggregation  # noqa: F401  (used by the YAML)
 from calib_harness.data_sources_gen import load_mbpp  # noqa: F401  (used by the YAML)
 
 process_results = make_process_results(verifier="code_exec", suite="mbpp", span="code_block", prompt="text", metric="pass_at_1")
