@@ -33,7 +33,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-__all__ = ["EqualCountBinner", "equal_count_cuts"]
+__all__ = ["EqualCountBinner", "equal_count_cuts", "snap_cuts"]
 
 
 def _as_values(x, name: str = "x") -> np.ndarray:
@@ -55,17 +55,19 @@ def equal_count_cuts(sorted_values: np.ndarray, n_bins: int) -> np.ndarray:
     duplicates merge.  Returns a sorted array of unique ranks in ``(0, n)``.
     """
     xs = np.asarray(sorted_values, dtype=np.float64)
-    n = xs.size
-    k = max(1, min(int(n_bins), n))
-    if k == 1:
+    valid = np.flatnonzero(np.diff(xs) > 0) + 1  # ranks p with xs[p - 1] < xs[p]
+    return snap_cuts(xs.size, n_bins, valid)
+
+
+def snap_cuts(n: int, n_bins: int, valid: np.ndarray) -> np.ndarray:
+    """:func:`equal_count_cuts` given ``n`` and the sorted ranks ``valid`` where the value changes."""
+    k = max(1, min(int(n_bins), int(n)))
+    if k == 1 or valid.size == 0:
         return np.zeros(0, dtype=np.int64)
-    q, r = divmod(n, k)
+    q, r = divmod(int(n), k)
     sizes = np.full(k, q, dtype=np.int64)
     sizes[:r] += 1
     targets = np.cumsum(sizes)[:-1]
-    valid = np.flatnonzero(np.diff(xs) > 0) + 1  # ranks p with xs[p - 1] < xs[p]
-    if valid.size == 0:
-        return np.zeros(0, dtype=np.int64)
     pos = np.searchsorted(valid, targets)  # valid[pos - 1] < target <= valid[pos]
     right = valid[np.minimum(pos, valid.size - 1)]
     left = valid[np.maximum(pos - 1, 0)]

@@ -482,6 +482,37 @@ def _sorted_pairs(confidence, score) -> tuple[np.ndarray, np.ndarray]:
     return c[order], s[order]
 
 
+def _ece_replicates(c: np.ndarray, s: np.ndarray, n_bins: int, n_boot: int, seed: int) -> np.ndarray:
+    """Equal-count ECE of ``n_boot`` seeded resamples of the confidence-sorted pairs, bins refitted on each.
+
+    The same resamples as :func:`bootstrap_replicates` (same draws), computed from the
+    multiplicity of each distinct confidence instead of materialising the resample: the
+    tie-aware bins of a resample depend only on those counts.  O(n) per resample, with a
+    small constant (about 50x faster than refitting on 1M materialised samples).
+    """
+    from calib_harness.binning import snap_cuts
+
+    n = c.size
+    uniq_start = np.r_[0, np.flatnonzero(np.diff(c) > 0) + 1]  # first index of each distinct value
+    group = np.repeat(np.arange(uniq_start.size), np.diff(np.r_[uniq_start, n]))
+    c_u = c[uniq_start]
+    rng = np.random.default_rng(seed)
+    out = np.empty(int(n_boot))
+    for b in range(int(n_boot)):
+        w = np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
+        g = np.bincount(group, weights=w, minlength=c_u.size)  # resample count of each distinct value
+        gs = np.bincount(group, weights=w * s, minlength=c_u.size)  # and its score sum
+        keep = g > 0
+        g, gs, cu = g[keep], gs[keep], c_u[keep]
+        ends = np.cumsum(g).astype(np.int64)  # resample rank after each present value
+        cuts = snap_cuts(n, n_bins, ends[:-1])  # a cut may fall only between distinct values
+        bins = np.searchsorted(cuts, ends - g.astype(np.int64), side="right")
+        conf_sum = np.bincount(bins, weights=g * cu)
+        score_sum = np.bincount(bins, weights=gs)
+        out[b] = np.abs(conf_sum - score_sum).sum() / n
+    return out
+
+
 def ece_interval(
     confidence,
     score,
@@ -498,11 +529,15 @@ def ece_interval(
     biased upward and its resamples more so: a percentile interval can lie wholly above
     the estimate.  ``(nan, nan)`` below 2 samples.
     """
+    from scipy.stats import norm
+
     c, s = _sorted_pairs(confidence, score)
-    return bootstrap_ci(
-        lambda a, b: ece(a, b, n_bins, binning), c, s, n_boot=n_boot, seed=seed, alpha=alpha, method="normal",
-        bounds=(0.0, 1.0),
-    )
+    se = ece_stderr(c, s, n_bins, binning, n_boot, seed)
+    if not np.isfinite(se):
+        return float("nan"), float("nan")
+    est = ece(c, s, n_bins, binning)
+    half = float(norm.ppf(1.0 - alpha / 2.0)) * se
+    return float(max(0.0, est - half)), float(min(1.0, est + half))
 
 
 def ece_stderr(
@@ -512,7 +547,10 @@ def ece_stderr(
     c, s = _sorted_pairs(confidence, score)
     if c.size < 2:
         return float("nan")
-    reps = bootstrap_replicates(lambda a, b: ece(a, b, n_bins, binning), c, s, n_boot=n_boot, seed=seed)
+    if binning == "equal_count":
+        reps = _ece_replicates(c, s, n_bins, n_boot, seed)
+    else:
+        reps = bootstrap_replicates(lambda a, b: ece(a, b, n_bins, binning), c, s, n_boot=n_boot, seed=seed)
     return float(np.std(reps, ddof=1)) if reps.size > 1 else float("nan")
 
 

@@ -157,3 +157,85 @@ def test_calibrate_an_lm_eval_output_folder(fixtures_dir, tmp_path, capsys):
     assert recs.keys == run.keys
     # temperature-scaled option scores keep confidence = max softmax(option_scores)
     assert all(r.confidence == pytest.approx(r.option_probs.max(), abs=1e-9) for r in recs.records)
+
+
+# -- guards, intervals, degenerate inputs (issue 15) ----------------------------------------
+
+
+def _write_run(tmp_path, name, records):
+    from calib_harness.records import Run
+
+    d = tmp_path / name
+    Run("smollm2-135m", records, "fixture").save(d / "records.jsonl")
+    return d
+
+
+def test_help_states_the_minimums(capsys):
+    with pytest.raises(SystemExit):
+        run_cli(["--help"])
+    text = capsys.readouterr().out
+    assert "minimums" in text and "at least 10 records" in text and "one bin per 10 calibration samples" in text
+
+
+def test_calibrate_refuses_two_samples_before_writing(fixtures_dir, tmp_path):
+    from calib_harness.outputs import CliError
+
+    run = load_records_jsonl(fixtures_dir / "records" / "arc_easy_dev_smollm2.jsonl")
+    d = _write_run(tmp_path, "two", list(run.records[:2]))
+    with pytest.raises(CliError, match=r"2 records are too few.*at least 10.*--calibrator"):
+        run_cli([str(d), "--bins", "15"])
+    assert not (d / "calibration").exists()
+
+
+@pytest.mark.parametrize("kind", ["identical", "all_correct", "third_at_one"])
+def test_calibrate_degenerate_inputs_finish_with_finite_strict_json(fixtures_dir, tmp_path, kind, capsys):
+    import dataclasses
+
+    run = load_records_jsonl(fixtures_dir / "records" / "arc_easy_dev_smollm2.jsonl")
+    recs = list(run.records[:40])
+    if kind == "identical":
+        recs = [dataclasses.replace(r, confidence=0.6) for r in recs]
+    elif kind == "all_correct":
+        recs = [dataclasses.replace(r, score=1.0) for r in recs]
+    else:  # a third of the confidences exactly 1.0 (a saturated model), on the whole fixture
+        recs = [dataclasses.replace(r, confidence=1.0) if i % 3 == 0 else r for i, r in enumerate(run.records)]
+    d = _write_run(tmp_path, kind, recs)
+    assert run_cli([str(d), "--method", "platt", "histogram", "isotonic", "--bins", "15"]) == 0
+    captured = capsys.readouterr()
+    raw = (d / "calibration" / "metrics.json").read_text()
+    assert "NaN" not in raw and "Infinity" not in raw
+    summary = json.loads(raw)
+    for method, rep in summary["methods"].items():
+        for part in ("cal", "test"):
+            for stage in ("before", "after"):
+                m = rep["metrics"][part][stage]
+                for key in ("accuracy", "ece", "brier", "nll", "accuracy_lo", "accuracy_hi", "ece_lo", "ece_hi"):
+                    assert isinstance(m[key], float) and np.isfinite(m[key]), (method, part, stage, key)
+                assert m["accuracy_lo"] <= m["accuracy"] <= m["accuracy_hi"]
+                assert m["ece_lo"] <= m["ece"] <= m["ece_hi"]
+                if m["auroc"] is None:
+                    assert "both correct and wrong" in m["null_reasons"]["auroc"]
+    if kind != "third_at_one":  # 20 per half in 15 bins: the ECE warning, once, with a --bins that fits
+        ece_warnings = [w for w in summary["warnings"] if w.startswith("ECE on the test half")]
+        assert len(ece_warnings) == 1 and "--bins 2" in ece_warnings[0]
+        assert "warning: ECE on the test half" in captured.err
+    if kind == "all_correct":
+        assert any("only correct answers" in w for w in summary["warnings"])
+        assert any("collapsed the confidences" in w for w in summary["warnings"])
+    assert "Traceback" not in captured.err
+
+
+def test_calibrate_table_and_json_carry_intervals(easy_dir, capsys):
+    assert run_cli([str(easy_dir), "--method", "temperature", "--no-plots"]) == 0
+    text = capsys.readouterr().out
+    assert "95% interval" in text
+    m = json.loads((easy_dir / "calibration" / "metrics.json").read_text())["methods"]["temperature"]["metrics"]
+    test = m["test"]["before"]
+    run = load_records_jsonl(easy_dir / "records.jsonl")
+    _, test_idx = split_indices(len(run), 0.5, 0)
+    sub = run.subset(test_idx)
+    assert (test["accuracy_lo"], test["accuracy_hi"]) == pytest.approx(
+        M.wilson_interval(sub.scores().sum(), len(sub))
+    )
+    assert (test["ece_lo"], test["ece_hi"]) == pytest.approx(M.ece_interval(sub.confidences(), sub.scores(), 15))
+    assert f"[{test['ece_lo']:.3f}, {test['ece_hi']:.3f}]" in text

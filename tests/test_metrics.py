@@ -303,3 +303,15 @@ def test_bad_binning_and_bins():
         M.ece([0.2], [1], binning="quantile")
     with pytest.raises(ValueError, match="n_bins must be >= 1"):
         M.ece([0.2], [1], n_bins=0)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_fast_ece_bootstrap_equals_refitting_on_materialised_resamples(arc_run, ties):
+    """The counts-based ECE bootstrap gives exactly the ECEs of the materialised resamples."""
+    conf, score = arc_run.confidences(), arc_run.scores()
+    if ties:  # a third at exactly 1.0 and the rest rounded: many ties
+        conf = np.where(np.arange(conf.size) % 3 == 0, 1.0, np.round(conf, 2))
+    c, s = M._sorted_pairs(conf, score)
+    fast = M._ece_replicates(c, s, 15, 40, seed=4)
+    slow = M.bootstrap_replicates(lambda a, b: M.ece(a, b, 15), c, s, n_boot=40, seed=4)
+    assert np.allclose(fast, slow, atol=1e-12, rtol=0)

@@ -15,6 +15,9 @@ lm-eval's files; a folder holding earlier results is refused unless ``--force``)
   confidence kept in ``features["raw_confidence"]``, the half in ``extra["calibration_split"]``);
   ``calibrated_<method>/records.jsonl`` for further methods, ``shifted/records.jsonl``
   for ``--apply-to``.
+
+Every accuracy and ECE carries a 95% interval (Wilson for accuracy; ECE +- 1.96 bootstrap
+standard errors, 200 resamples seeded by ``--seed``) in the table, metrics.json and the diagrams.
 """
 
 from __future__ import annotations
@@ -36,8 +39,12 @@ from calib_harness.commands import (
 from calib_harness.outputs import CliError, prepare_output_dir, write_json, write_text
 from calib_harness.calibration import (
     METHODS,
+    MIN_FIT_SAMPLES,
+    MIN_PER_BIN,
     RunCalibrator,
     SplitReport,
+    TooFewSamplesError,
+    check_split_size,
     evaluate_shift,
     evaluate_split,
     split_indices,
@@ -54,12 +61,23 @@ TABLE_METRICS = [
 ]
 PART_NAMES = {"cal": "calibration half", "test": "test half", "shift": "shifted run", "all": "all records"}
 
+MINIMUMS = f"""
+minimums (below them calibrate refuses or warns; the warnings are also in metrics.json):
+  * each half needs at least {MIN_FIT_SAMPLES} records ({2 * MIN_FIT_SAMPLES} at --cal-fraction 0.5); fewer is
+    refused before anything is written (fix: evaluate more documents, or apply a calibrator
+    fitted on a larger run with --calibrator)
+  * histogram binning fits at most one bin per {MIN_PER_BIN} calibration samples (fewer bins than asked, warned)
+  * an ECE over fewer than {MIN_PER_BIN} samples per bin is biased upward: warned, with a --bins that fits
+  * a calibration half of one class only, and a calibrator that collapses the confidences to
+    (nearly) one value, are warned about
+"""
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "calibrate",
         help="fit calibrators (temperature, Platt, histogram, isotonic) and report ECE before/after",
-        description=__doc__,
+        description=__doc__ + MINIMUMS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("path", help="lm-eval --output_path folder, a folder with records.jsonl, or a records.jsonl")
@@ -158,29 +176,79 @@ def _fmt(x: float) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
 
 
+def _ci(lo: float, hi: float, digits: int = 3) -> str:
+    if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+        return ""
+    return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
 def render_table(rows: list[dict[str, Any]], title: str) -> None:
-    """Rich table: one row per (method, part), before -> after for each metric."""
+    """Rich table: one row per (method, part), before -> after for each metric, with 95% intervals
+    of accuracy and ECE on a second line."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left", header_style="bold")
+    table = Table(
+        title=title,
+        title_justify="left",
+        header_style="bold",
+        caption="[..]: 95% interval (Wilson for accuracy, bootstrap for ECE); -: undefined here "
+        "(AUROC and s_o need both correct and wrong answers, s_o two of each with spread)",
+        caption_justify="left",
+    )
     for col in ("method", "feature", "part", "n", "acc"):
         table.add_column(col, justify="right" if col in ("n", "acc") else "left")
     for _, name in TABLE_METRICS:
         table.add_column(f"{name}\nbefore → after", justify="right")
     for row in rows:
         b, a = row["before"], row["after"]
-        cells = [row["method"], row["feature"], PART_NAMES.get(row["part"], row["part"]), str(int(b["n"])), f"{b['accuracy']:.3f}"]
+        acc = f"{b['accuracy']:.3f}"
+        if "accuracy_lo" in b:
+            acc += "\n" + _ci(b["accuracy_lo"], b["accuracy_hi"], 2)
+        cells = [row["method"], row["feature"], PART_NAMES.get(row["part"], row["part"]), str(int(b["n"])), acc]
         for key, _ in TABLE_METRICS:
             better = a[key] > b[key] if key == "auroc" else a[key] < b[key]
             arrow = "[green]" if better else ""
             end = "[/green]" if better else ""
-            cells.append(f"{_fmt(b[key])} → {arrow}{_fmt(a[key])}{end}")
+            cell = f"{_fmt(b[key])} → {arrow}{_fmt(a[key])}{end}"
+            if key == "ece" and "ece_lo" in b:
+                cell += f"\n{_ci(b['ece_lo'], b['ece_hi'])} → {_ci(a['ece_lo'], a['ece_hi'])}"
+            cells.append(cell)
         table.add_row(*cells)
     console = Console()
     if not console.is_terminal:  # files / pipes: do not wrap the table at 80 columns
-        console = Console(width=220)
+        console = Console(width=240)
     console.print(table)
+
+
+NULL_REASONS = {
+    "auroc": "undefined: AUROC needs both correct and wrong answers",
+    "s_o": "undefined: s_o needs at least two correct and two wrong answers whose confidences vary",
+    "ece_lo": "undefined: an interval needs at least 2 samples",
+    "ece_hi": "undefined: an interval needs at least 2 samples",
+}
+
+
+def _explain_nulls(obj: Any) -> Any:
+    """A copy of ``obj`` whose undefined figures (NaN) say why they are undefined in metrics.json."""
+    from calib_harness.outputs import Null
+
+    if isinstance(obj, dict):
+        return {
+            k: Null(NULL_REASONS[k]) if k in NULL_REASONS and isinstance(v, float) and math.isnan(v) else _explain_nulls(v)
+            for k, v in obj.items()
+        }
+    if isinstance(obj, list):
+        return [_explain_nulls(v) for v in obj]
+    return obj
+
+
+def print_warnings(warnings: list[str]) -> None:
+    """Sample-size and collapse warnings, one line each, on stderr (they are in metrics.json too)."""
+    import sys
+
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
 
 
 def _check_not_input(targets: list[Path], inputs: set[Path]) -> None:
@@ -194,6 +262,10 @@ def run(args: argparse.Namespace) -> int:
 
     src = Path(args.path)
     run_a = load_run(src, model=args.model, tasks=args.tasks, **loader_kwargs(args))
+    if not run_a.has_confidence:
+        from calib_harness.readers.stock import NO_CONFIDENCE
+
+        raise CliError(f"{src}: nothing to calibrate: {NO_CONFIDENCE}")
     out: Path = Path(args.output) if args.output else default_out(src)
     # the input's files, less an earlier run's results in an output folder inside it (a rerun is not an overwrite)
     inputs = _input_files(src)
@@ -204,6 +276,11 @@ def run(args: argparse.Namespace) -> int:
     n_bins = int(args.bins)
     if n_bins < 1:
         raise CliError(f"--bins must be >= 1, got {n_bins}")
+    if not args.calibrator:
+        try:  # refuse before the output folder is touched
+            check_split_size(len(run_a), args.cal_fraction)
+        except TooFewSamplesError as e:
+            raise CliError(str(e)) from e
     out_dir = prepare_output_dir(out, args.force, "calibrate", protect=inputs)
 
     rows: list[dict[str, Any]] = []
@@ -215,12 +292,15 @@ def run(args: argparse.Namespace) -> int:
         "n_bins": n_bins,
         "seed": args.seed,
         "cal_fraction": args.cal_fraction,
+        "intervals": "95%: Wilson for accuracy; ECE +- 1.96 bootstrap standard errors (200 resamples, seeded)",
         "methods": {},
+        "warnings": [],
     }
+    warnings: list[str] = summary["warnings"]
 
     if args.calibrator:
         cal = RunCalibrator.from_json(Path(args.calibrator).read_text())
-        m = evaluate_shift(cal, run_a, n_bins=n_bins)
+        m = evaluate_shift(cal, run_a, part="all", n_bins=n_bins, warnings=warnings)
         rows.append({"method": cal.method, "feature": cal.feature, "part": "all", **m})
         summary["methods"][cal.method] = {"calibrator": cal.to_dict(), "metrics": {"all": m}}
         target = out / "calibrated" / "records.jsonl"
@@ -243,6 +323,10 @@ def run(args: argparse.Namespace) -> int:
             for part in rep.metrics:
                 rows.append({"method": method, "feature": rep.feature, "part": part, **rep.metrics[part]})
             summary["methods"][method] = rep.to_dict()
+            for w in rep.warnings:  # sample-size warnings once, method-specific ones named
+                w = w if w.startswith(("ECE", method)) else f"{method}: {w}"
+                if w not in warnings:
+                    warnings.append(w)
 
             cal_path = out / f"calibrator_{method}.json"
             rec_path = out / ("calibrated" if i == 0 else f"calibrated_{method}") / RECORDS_FILENAME
@@ -262,18 +346,15 @@ def run(args: argparse.Namespace) -> int:
             if run_b is not None and i == 0:
                 shift_path = out / "shifted" / RECORDS_FILENAME
                 _check_not_input([shift_path], inputs)
-    if not run_a.has_confidence:
-        from calib_harness.readers.stock import NO_CONFIDENCE
-
-        raise CliError(f"{src}: nothing to calibrate: {NO_CONFIDENCE}")
                 rep.calibrator.apply(run_b).save(shift_path)
                 written.append(shift_path)
 
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "metrics.json", summary, indent=2)
+    write_json(out / "metrics.json", _explain_nulls(summary), indent=2)
     out_dir.finish()
     written.append(out / "metrics.json")
     render_table(rows, f"{run_a.model} on {', '.join(run_a.tasks)}: {len(run_a)} samples, {n_bins} equal-count bins")
+    print_warnings(warnings)
     for w in written:
         print(f"wrote {w}")
     return 0
