@@ -7,7 +7,8 @@ Synthetic data: 4-option questions, true logits z ~ N(0, 1.5^2), the gold option
 softmax(z), and the "model" reports 2.5 z (overconfident), so every method has work to do.
 For each n the calibration half (n/2) is fitted and the whole set transformed; "metrics" is
 ``metrics.summary`` (ECE both binnings, Brier, NLL, AUROC, s_o) before and after on both
-halves, i.e. what ``evaluate_split`` computes.  ``--records`` also times the record-level
+halves; "+ 95% intervals" adds the Wilson accuracy interval and the ECE's bootstrap interval
+(200 resamples), i.e. what ``evaluate_split`` computes.  ``--records`` also times the record-level
 ``evaluate_split`` (SampleRecord objects, Python overhead included) at those sizes.
 
 Target (issue 5): calibrate + metrics on 100k samples under 2 s on this machine.
@@ -71,8 +72,8 @@ def bench_size(n: int, repeat: int) -> dict:
         cls = {"platt": lambda: PlattScaling(logit_input=True), "histogram": HistogramBinning, "isotonic": IsotonicCalibration}[method]
         return cls().fit(conf[cal], score[cal]).predict(conf)
 
-    def all_metrics(after):
-        return [metrics.summary(c[idx], score[idx]) for idx in (cal, test) for c in (conf, after)]
+    def all_metrics(after, intervals=False):
+        return [metrics.summary(c[idx], score[idx], intervals=intervals) for idx in (cal, test) for c in (conf, after)]
 
     total_fit = 0.0
     after_t = None
@@ -84,8 +85,11 @@ def bench_size(n: int, repeat: int) -> dict:
             after_t = after
     t, _ = timed(lambda: all_metrics(after_t), repeat)
     row["metrics (4x summary)"] = t
-    # the single-method pipeline the CLI runs: temperature fit/apply + 4 summaries
+    t_ci, _ = timed(lambda: all_metrics(after_t, intervals=True), repeat)
+    row["metrics + 95% intervals (4x)"] = t_ci
+    # the single-method pipeline the CLI runs: temperature fit/apply + 4 summaries with intervals
     row["calibrate+metrics (temperature)"] = row["fit+apply temperature"] + t
+    row["calibrate+metrics+intervals"] = row["fit+apply temperature"] + t_ci
     # one summary broken down
     c, s = conf[test], score[test]
     for name, fn in [
@@ -95,6 +99,7 @@ def bench_size(n: int, repeat: int) -> dict:
         ("  auroc", lambda: metrics.auroc(c, s == 1)),
         ("  s_o", lambda: metrics.overlap_so(c, s == 1)),
         ("  bin_table", lambda: metrics.bin_table(c, s)),
+        ("  ece interval (200 boot)", lambda: metrics.ece_interval(c, s)),
     ]:
         row[name + f" (n/2)"] = timed(fn, repeat)[0]
     return row

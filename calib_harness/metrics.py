@@ -404,6 +404,11 @@ def wilson_interval(k, n, alpha: float = 0.05) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def _draw(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` row indices drawn with replacement (int32 when it fits: half the memory traffic)."""
+    return rng.integers(0, n, n, dtype=np.int32 if n < 2**31 - 1 else np.int64)
+
+
 def bootstrap_replicates(stat_fn, *arrays, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
     """``stat_fn`` on ``n_boot`` seeded resamples (with replacement) of the paired ``arrays``.
 
@@ -424,7 +429,7 @@ def bootstrap_replicates(stat_fn, *arrays, n_boot: int = 1000, seed: int = 0) ->
     base = np.arange(n)
     out = []
     for _ in range(int(n_boot)):
-        idx = np.repeat(base, np.bincount(rng.integers(0, n, n), minlength=n))
+        idx = np.repeat(base, np.bincount(_draw(rng, n), minlength=n))
         try:
             v = float(stat_fn(*(a[idx] for a in arrs)))
         except ValueError:
@@ -498,10 +503,14 @@ def _ece_replicates(c: np.ndarray, s: np.ndarray, n_bins: int, n_boot: int, seed
     c_u = c[uniq_start]
     rng = np.random.default_rng(seed)
     out = np.empty(int(n_boot))
+    distinct = c_u.size == n
     for b in range(int(n_boot)):
-        w = np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
-        g = np.bincount(group, weights=w, minlength=c_u.size)  # resample count of each distinct value
-        gs = np.bincount(group, weights=w * s, minlength=c_u.size)  # and its score sum
+        w = np.bincount(_draw(rng, n), minlength=n).astype(np.float64)
+        if distinct:  # every value its own group
+            g, gs = w, w * s
+        else:
+            g = np.bincount(group, weights=w, minlength=c_u.size)  # resample count of each distinct value
+            gs = np.bincount(group, weights=w * s, minlength=c_u.size)  # and its score sum
         keep = g > 0
         g, gs, cu = g[keep], gs[keep], c_u[keep]
         ends = np.cumsum(g).astype(np.int64)  # resample rank after each present value

@@ -45,6 +45,8 @@ class TooFewSamplesError(ValueError):
 def minimum_records(cal_fraction: float = 0.5) -> int:
     """The fewest records for which both halves hold :data:`MIN_FIT_SAMPLES`."""
     f = float(cal_fraction)
+    if not 0.0 < f < 1.0:
+        raise ValueError(f"cal_fraction must be strictly between 0 and 1, got {cal_fraction}")
     n = MIN_FIT_SAMPLES * 2
     while True:
         n_cal = int(round(n * f))
