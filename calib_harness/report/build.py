@@ -120,7 +120,8 @@ def calibration_section(runs: Sequence[Run], out: Path, numbers: dict, seed: int
             path = out / f"reliability_{_slug(r.model)}.png"
             split_reliability_diagram(rep, path, title=f"{r.model}: {method} scaling, 15 equal-count bins")
             figs.append(Figure(path, f"Reliability diagram of {r.model}: calibration half (left) and test half "
-                                     "(right); light = uncalibrated, dark = calibrated."))
+                                     "(right); top row uncalibrated, bottom row calibrated; bars are the accuracy "
+                                     "per equal-count bin with 95% Wilson intervals, below each a count histogram."))
         write_text(out / f"calibrator_{_slug(r.model)}.json", rep.calibrator.to_json())
     return Section(
         "Calibration",
