@@ -159,6 +159,7 @@ def test_histogram_binning_reads_old_json_with_infinite_edges(easy):
     d["fitted"]["edges_"] = [float("-inf"), *d["fitted"]["edges_"][1:-1], float("inf")]  # version-1 files
     old = HistogramBinning.from_dict(d)
     assert np.array_equal(old.predict(conf), hb.predict(conf))
+    assert np.isfinite(old.edges_).all() and json.loads(old.to_json())  # re-saved as strict JSON
 
 
 def test_histogram_binning_fills_empty_bins():

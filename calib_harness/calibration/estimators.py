@@ -117,7 +117,7 @@ class _Calibrator(BaseEstimator):
         return {"type": type(self).__name__, "version": JSON_VERSION, "params": self.get_params(), "fitted": fitted}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict())
+        return json.dumps(self.to_dict(), allow_nan=False)  # strict JSON: fitted values are finite
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]):
@@ -380,6 +380,18 @@ class HistogramBinning(_ScalarCalibrator):
             values[~filled] = np.interp(idx[~filled], idx[filled], values[filled])
         self.edges_, self.values_, self.counts_ = np.asarray(edges, dtype=np.float64), values, counts
         return self
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "HistogramBinning":
+        obj = super().from_dict(d)
+        e = obj.edges_
+        if not np.isfinite(e[[0, -1]]).all():  # version-1 files: outer edges -inf / +inf (they decide nothing)
+            inner = e[1:-1]
+            e = e.copy()
+            e[0] = inner[0] if inner.size else 0.0
+            e[-1] = inner[-1] if inner.size else e[0]
+            obj.edges_ = e
+        return obj
 
     @staticmethod
     def _bin(x: np.ndarray, edges: np.ndarray, binning: str) -> np.ndarray:

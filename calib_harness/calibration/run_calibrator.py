@@ -116,7 +116,7 @@ class RunCalibrator:
         }
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)  # strict JSON
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunCalibrator":
