@@ -14,7 +14,8 @@ real ``calib-harness serve`` command), so the client, the proxy and the model do
 The router keeps every answer on the small model (the path whose cost the proxy adds; a deferral
 adds the large model's own time).  Requests alternate direct / via the cascade, one at a time, on
 kept-alive connections.  Reported: p50 and p95 of each, and of the paired difference; the target is
-an added p50 <= 5 ms.  Writes ``bench/results/serve.json`` and prints a table.
+an added p50 <= 5 ms.  Also the proxy process's CPU time per request (from /proc), which a busy
+machine's scheduling does not inflate.  Writes ``bench/results/serve.json`` and prints a table.
 """
 
 from __future__ import annotations
@@ -68,14 +69,23 @@ def _stop(p: subprocess.Popen) -> None:
         p.kill()
 
 
-def measure(direct_url: str, proxy_url: str, path: str, body: dict, n: int, warmup: int = 20) -> dict:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), robust to a busy machine's scheduling."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(direct_url: str, proxy_url: str, path: str, body: dict, n: int, warmup: int = 20, proxy_pid: int | None = None) -> dict:
     import httpx
 
     d_client, p_client = httpx.Client(timeout=120), httpx.Client(timeout=120)
     d_ms, p_ms = [], []
     proxy_body = dict(body)
     direct_body = {k: v for k, v in body.items() if k != "cascade"}
+    cpu0 = None
     for i in range(warmup + n):
+        if i == warmup and proxy_pid:
+            cpu0 = _cpu_seconds(proxy_pid)
         order = ((d_client, direct_url, direct_body, d_ms), (p_client, proxy_url, proxy_body, p_ms))
         for client, base, b, out in order if i % 2 == 0 else order[::-1]:
             t0 = time.perf_counter()
@@ -88,7 +98,9 @@ def measure(direct_url: str, proxy_url: str, path: str, body: dict, n: int, warm
             if i >= warmup:
                 out.append(dt)
     diff = [p - d for p, d in zip(p_ms, d_ms)]
+    cpu_ms = (_cpu_seconds(proxy_pid) - cpu0) * 1000 / n if proxy_pid and cpu0 is not None else None
     return {
+        "proxy_cpu_ms_per_request": cpu_ms,
         "n": n,
         "direct_p50_ms": _pct(d_ms, 0.5),
         "direct_p95_ms": _pct(d_ms, 0.95),
@@ -129,17 +141,17 @@ def main() -> int:
                 port = free_port()
                 procs.append(_spawn([py, "-m", "calib_harness.cli", "serve", "--router", str(router), "--small", up, "--large", up, "--port", str(port), "--log-level", "warning"], tmp / f"serve_{name}.log"))
                 _wait(f"http://127.0.0.1:{port}/health")
-                cases[name] = (up, f"http://127.0.0.1:{port}/v1")
+                cases[name] = (up, f"http://127.0.0.1:{port}/v1", procs[-1].pid)
             if fake.startswith("http"):
                 _wait(fake.replace("/ok/v1", "/docs"))
             gen = {"prompt": "The capital of France is", "max_tokens": 1, "temperature": 0}
             mc = {**gen, "prompt": "Question: 2+2=?\nA. 3\nB. 4\nC. 5\nD. 6\nAnswer:", "cascade": {"options": [" A", " B", " C", " D"]}}
             chat = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1, "temperature": 0}
-            for name, (up, proxy) in cases.items():
+            for name, (up, proxy, pid) in cases.items():
                 for kind, path, body in (("completion", "/completions", gen), ("multiple choice", "/completions", mc), ("chat", "/chat/completions", chat)):
                     key = f"{name} / {kind}"
                     print(f"measuring {key} ...", file=sys.stderr, flush=True)
-                    results[key] = measure(up, proxy, path, body, args.n)
+                    results[key] = measure(up, proxy, path, body, args.n, proxy_pid=pid)
     finally:
         for p in procs:
             _stop(p)
@@ -152,9 +164,9 @@ def main() -> int:
         "meets_target": all(r["added_p50_ms"] <= TARGET_P50_MS for r in results.values()),
     }
     write_json(args.output, out)
-    cols = ["direct p50", "direct p95", "cascade p50", "cascade p95", "added p50", "added p95", "paired diff p50"]
-    keys = ["direct_p50_ms", "direct_p95_ms", "cascade_p50_ms", "cascade_p95_ms", "added_p50_ms", "added_p95_ms", "paired_diff_p50_ms"]
-    print(f"\nlatency in ms, {args.n} requests per case (target: added p50 <= {TARGET_P50_MS} ms)")
+    cols = ["direct p50", "direct p95", "cascade p50", "cascade p95", "added p50", "added p95", "paired diff p50", "proxy CPU/request"]
+    keys = ["direct_p50_ms", "direct_p95_ms", "cascade_p50_ms", "cascade_p95_ms", "added_p50_ms", "added_p95_ms", "paired_diff_p50_ms", "proxy_cpu_ms_per_request"]
+    print(f"\nlatency in ms, {args.n} requests per case (target: added p50 <= {TARGET_P50_MS} ms); load average {out['machine']['load_avg_1m']:.1f} on {os.cpu_count()} cores")
     print(f"| case | {' | '.join(cols)} |")
     print("|---" * (len(cols) + 1) + "|")
     for name, r in results.items():
