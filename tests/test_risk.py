@@ -232,7 +232,7 @@ def test_cli_max_drop_writes_guarantee_into_router_json(mnist_runs, tmp_path):
 
 def test_cli_two_model_cascade_with_max_drop(mnist_runs, tmp_path):
     from calib_harness.cli import main
-    from calib_harness.routing.deploy import load_router
+    from calib_harness.routing.chain_deploy import load_router
 
     small, large = (r.subset(np.arange(3000)) for r in mnist_runs)
     # given in the wrong order: the comparison swaps the roles, and the guarantee follows it

@@ -40,7 +40,7 @@ _EXPORTS = {
     "MFRouter": "mf",
     "embed_texts": "embeddings",
     "DeployableRouter": "deploy",
-    "load_router": "deploy",
+    "load_router": "chain_deploy",
     "ChainRouter": "chain",
     "run_chain": "chain",
     "DeployableChain": "chain_deploy",

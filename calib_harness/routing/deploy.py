@@ -188,10 +188,3 @@ class DeployableRouter:
     def load(cls, path: str | Path) -> "DeployableRouter":
         return cls.from_json(Path(path).read_text())
 
-
-def load_router(path: str | Path):
-    """A two-model router file or a chain router file (:class:`~calib_harness.routing.chain_deploy.DeployableChain`),
-    whichever ``path`` holds."""
-    from calib_harness.routing.chain_deploy import load_router as _load
-
-    return _load(path)

@@ -631,10 +631,9 @@ def create_app(router: Any, config: ServeConfig) -> FastAPI:
 
 def load_router(path: str) -> Any:
     """A router file written by ``calib-harness cascade`` (two models, or a chain)."""
-    from calib_harness.routing import deploy
+    from calib_harness.routing.chain_deploy import load_router as _load
 
-    loader = getattr(deploy, "load_router", None)
-    return loader(path) if loader is not None else deploy.DeployableRouter.load(path)
+    return _load(path)
 
 
 __all__ = ["Cascade", "ServeConfig", "Upstream", "UpstreamError", "create_app", "load_router"]
