@@ -43,6 +43,12 @@ def model_path(smollm2_path):
     return smollm2_path
 
 
+def _device() -> str:
+    from vllm.platforms import current_platform
+
+    return "cuda" if current_platform.is_cuda() else "cpu"
+
+
 def _evaluate(lm, tasks, limit, **kw):
     from lm_eval import simple_evaluate
 
@@ -81,7 +87,7 @@ def stock_mc(model_path):
 def hf_mc(model_path):
     from calib_harness.lm_models import CalibHFLM
 
-    lm = CalibHFLM(pretrained=model_path, dtype="float32", batch_size=8)
+    lm = CalibHFLM(pretrained=model_path, dtype="float32", batch_size=8, device=_device())
     out = _evaluate(lm, MC_TASKS, LIMIT_MC)
     del lm
     gc.collect()
@@ -149,7 +155,7 @@ def hf_model(model_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+    return AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(_device()).eval()
 
 
 def _hf_teacher_forced(hf_model, ctx: list[int], tokens: list[int]):
@@ -157,7 +163,7 @@ def _hf_teacher_forced(hf_model, ctx: list[int], tokens: list[int]):
     import torch
 
     with torch.no_grad():
-        logits = hf_model(torch.tensor([ctx + tokens])).logits[0, len(ctx) - 1 : -1].float()
+        logits = hf_model(torch.tensor([ctx + tokens], device=hf_model.device)).logits[0, len(ctx) - 1 : -1].float().cpu()
     logp = torch.log_softmax(logits, -1)
     idx = torch.tensor(tokens).view(-1, 1)
     ent = -(logp.exp() * logp).sum(-1)
@@ -262,7 +268,7 @@ def mixed_text(mixed, doc_id):
 def test_without_vllm_one_line_error_naming_make_vllm():
     code = ("import sys; sys.modules['vllm'] = None\n"
             "from calib_harness.lm_eval_cli import main\n"
-            "main(['--model', 'calib-vllm', '--model_args', 'pretrained=x', '--tasks', 'calib_arc_easy', '--limit', '1'])")
+            "main(['--model', 'calib-vllm', '--model_args', 'pretrained=smollm2-135m', '--tasks', 'calib_arc_easy', '--limit', '1'])")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert p.returncode == 2
     last = p.stderr.strip().splitlines()[-1]
