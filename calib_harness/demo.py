@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Sequence
 
 from rich.console import Console
-from rich.table import Table
 
 from calib_harness.lm_eval_io import load_run
 from calib_harness.paths import DEMO_DATA_DIR
 from calib_harness.records import RECORDS_FILENAME, Run
+from calib_harness.report.tables import Interval, Table, cell_value
 
 SMALL, LARGE = "smollm2-135m", "qwen2.5-coder-0.5b"
 console = Console()
@@ -64,15 +64,13 @@ def run_demo(out: str | Path = "outputs/demo", docs: int = 200, models: Sequence
         t = time.perf_counter()
         runs.append(capture(m, out, task, docs, batch_size))
         timings[f"capture {m}"] = time.perf_counter() - t
-    table = Table(title=f"{task}: {docs} docs of the shipped ARC-Easy slice")
-    for c in ("model", "accuracy", "mean confidence", "ECE (15 equal-count bins)"):
-        table.add_column(c)
     from calib_harness import metrics
 
-    for r in runs:
-        table.add_row(r.model, f"{r.scores().mean():.3f}", f"{r.confidences().mean():.3f}",
-                      f"{metrics.ece(r.confidences(), r.scores()):.3f}")
-    console.print(table)
+    table = Table(f"{task}: {docs} docs of the shipped ARC-Easy slice",
+                  ["model", "accuracy", "mean confidence", "ECE (15 equal-count bins)"],
+                  [[r.model, r.scores().mean(), r.confidences().mean(), metrics.ece(r.confidences(), r.scores())]
+                   for r in runs])
+    _show(table)
     result = {"runs": [str(out / "capture" / m) for m in models], "timings": timings}
     if report:
         from calib_harness.report.build import build_report
@@ -94,19 +92,15 @@ def run_demo(out: str | Path = "outputs/demo", docs: int = 200, models: Sequence
     return result
 
 
+def _show(table: Table) -> None:
+    console.print(table.render("text"), markup=False, highlight=False, soft_wrap=True)
+
+
 def _print_summary(numbers: dict) -> None:
-    cal = Table(title="Calibration (test half)")
-    for c in ("model", "ECE before", "ECE after"):
-        cal.add_column(c)
-    for model, rep in numbers.get("calibration", {}).items():
-        t = rep["metrics"]["test"]
-        cal.add_row(model, f"{t['before']['ece']:.3f}", f"{t['after']['ece']:.3f}")
-    console.print(cal)
+    _show(Table("Calibration (test half)", ["model", "ECE before", "ECE after"],
+                [[model, cell_value(rep["metrics"]["test"]["before"], "ece"), cell_value(rep["metrics"]["test"]["after"], "ece")]
+                 for model, rep in numbers.get("calibration", {}).items()]))
     if "cascade" in numbers:
         c = numbers["cascade"]
-        t = Table(title=f"Cascade APGR ({c['small_model']} -> {c['large_model']}, test half)")
-        t.add_column("router")
-        t.add_column("APGR")
-        for k, v in c["apgr"].items():
-            t.add_row(k, f"{v:.3f}")
-        console.print(t)
+        _show(Table(f"Cascade APGR ({c['small_model']} -> {c['large_model']}, test half)", ["router", "APGR"],
+                    [[k, Interval(v, *(c.get("apgr_ci95", {}).get(k) or (None, None)))] for k, v in c["apgr"].items()]))

@@ -172,53 +172,24 @@ def resolve_methods(run: Run, methods: list[str], feature: str) -> list[tuple[st
 # -- output -------------------------------------------------------------------------------
 
 
-def _fmt(x: float) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
-
-
-def _ci(lo: float, hi: float, digits: int = 3) -> str:
-    if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
-        return ""
-    return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
-
-
 def render_table(rows: list[dict[str, Any]], title: str) -> None:
-    """Rich table: one row per (method, part), before -> after for each metric, with 95% intervals
-    of accuracy and ECE on a second line."""
-    from rich.console import Console
-    from rich.table import Table
+    """Print one row per (method, part): before -> after for each metric, accuracy and ECE with their
+    95% intervals (``v [lo, hi]``), through the project's one table renderer."""
+    from calib_harness.report.tables import Table, cell_value, format_cell
+
+    def cell(d: dict[str, Any], key: str) -> str:
+        return format_cell(cell_value(d, key))  # 3 decimals, as the report
 
     table = Table(
-        title=title,
-        title_justify="left",
-        header_style="bold",
-        caption="[..]: 95% interval (Wilson for accuracy, bootstrap for ECE); -: undefined here "
+        title,
+        ["method", "feature", "part", "n", "acc", *[f"{name} before → after" for _, name in TABLE_METRICS]],
+        [[row["method"], row["feature"], PART_NAMES.get(row["part"], row["part"]), int(row["before"]["n"]),
+          cell(row["before"], "accuracy"), *[f"{cell(row['before'], k)} → {cell(row['after'], k)}" for k, _ in TABLE_METRICS]]
+         for row in rows],
+        "[..]: 95% interval (Wilson for accuracy, bootstrap for ECE); n/a: undefined here "
         "(AUROC and s_o need both correct and wrong answers, s_o two of each with spread)",
-        caption_justify="left",
     )
-    for col in ("method", "feature", "part", "n", "acc"):
-        table.add_column(col, justify="right" if col in ("n", "acc") else "left")
-    for _, name in TABLE_METRICS:
-        table.add_column(f"{name}\nbefore → after", justify="right")
-    for row in rows:
-        b, a = row["before"], row["after"]
-        acc = f"{b['accuracy']:.3f}"
-        if "accuracy_lo" in b:
-            acc += "\n" + _ci(b["accuracy_lo"], b["accuracy_hi"], 2)
-        cells = [row["method"], row["feature"], PART_NAMES.get(row["part"], row["part"]), str(int(b["n"])), acc]
-        for key, _ in TABLE_METRICS:
-            better = a[key] > b[key] if key == "auroc" else a[key] < b[key]
-            arrow = "[green]" if better else ""
-            end = "[/green]" if better else ""
-            cell = f"{_fmt(b[key])} → {arrow}{_fmt(a[key])}{end}"
-            if key == "ece" and "ece_lo" in b:
-                cell += f"\n{_ci(b['ece_lo'], b['ece_hi'])} → {_ci(a['ece_lo'], a['ece_hi'])}"
-            cells.append(cell)
-        table.add_row(*cells)
-    console = Console()
-    if not console.is_terminal:  # files / pipes: do not wrap the table at 80 columns
-        console = Console(width=240)
-    console.print(table)
+    print(table.render("text"))
 
 
 NULL_REASONS = {

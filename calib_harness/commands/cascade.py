@@ -150,8 +150,7 @@ def run(args: argparse.Namespace) -> int:
         costs=costs,
         n_boot=args.n_boot,
     )
-    for t in comp.rich_tables():
-        console.print(t)
+    console.print(comp.to_text(), markup=False, highlight=False, soft_wrap=True)
     console.print(f"small (weaker/cheaper): {comp.small_model}; large: {comp.large_model} (roles by {comp.roles.get('by')})")
     if comp.warnings:  # each was logged as it arose; the count points to table.md / comparison.json
         console.print(f"[yellow]{len(comp.warnings)} warning(s), listed in table.md and comparison.json[/]")

@@ -103,13 +103,15 @@ def format_cell(v: Any, floatfmt: str = "{:.3f}") -> str:
     if isinstance(v, Interval):
         if v.value is None or (isinstance(v.value, float) and math.isnan(v.value)):
             return "n/a"
-        inner = "" if v.lo is None or v.hi is None else f" [{format_cell(v.lo, floatfmt)}, {format_cell(v.hi, floatfmt)}]"
+        bounds_known = all(b is not None and not (isinstance(b, float) and math.isnan(b)) for b in (v.lo, v.hi))
+        inner = f" [{format_cell(v.lo, floatfmt)}, {format_cell(v.hi, floatfmt)}]" if bounds_known else ""
         return format_cell(v.value, floatfmt) + inner
     if isinstance(v, float) or type(v).__name__.startswith("float"):
         v = float(v)
         if math.isnan(v):
             return "n/a"
-        return floatfmt.format(v) if abs(v) < 1e4 else f"{v:.0f}"
+        s = floatfmt.format(v) if abs(v) < 1e4 else f"{v:.0f}"
+        return s[1:] if s.startswith("-") and not s.strip("-0.") else s  # no "-0.000"
     return str(v)
 
 

@@ -47,6 +47,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from calib_harness.report.tables import Table
 from calib_harness.routing.advantage import AdvantageRouter
 from calib_harness.routing.curves import RoutingCurve, apgr
 
@@ -530,16 +531,11 @@ class ChainResult:
             "",
             f"APGR over normalised cost (path): {self.apgr_cost:.4f}; {len(self.points)} settings, "
             f"{len(self.pareto)} on the Pareto front (test half).",
-            "",
-            "| setting (K per stage) | normalised cost | mean cost | accuracy | shares |",
-            "|---|---|---|---|---|",
         ]
-        for p in self.pareto:
-            lines.append(
-                f"| {list(p.setting)} | {p.norm_cost:.3f} | {p.cost:.4g} | {p.accuracy:.4f} | "
-                + " / ".join(f"{s:.2f}" for s in p.shares)
-                + " |"
-            )
+        front = Table("Pareto front (test half)", ["setting (K per stage)", "normalised cost", "mean cost", "accuracy", "shares"],
+                      [[str(list(p.setting)), f"{p.norm_cost:.3f}", f"{p.cost:.4g}", f"{p.accuracy:.4f}",
+                        " / ".join(f"{s:.2f}" for s in p.shares)] for p in self.pareto])
+        lines += ["", front.render("markdown")]
         d = self.deployed
         lines += ["", f"Deployed setting {list(d.setting)}: test accuracy {d.accuracy:.4f}, normalised cost {d.norm_cost:.3f}."]
         if self.risk:

@@ -35,6 +35,7 @@ import numpy as np
 
 from calib_harness.outputs import CliError, Null
 from calib_harness.records import Run, align
+from calib_harness.report.tables import Interval, Table, format_cell
 from calib_harness.routing.base import Router, RoutingData, canonical_name, get_router, list_routers, make_router
 from calib_harness.routing.curves import RoutingCurve, curve_area, curve_from_priority, ideal_deferral_accuracy, routed_accuracy
 from calib_harness.routing.deploy import DeployableRouter
@@ -68,16 +69,11 @@ def _exact_sd(curve: RoutingCurve, p_small: float, p_large: float) -> float:
     return (curve_area(curve, p_small, p_large) - (lo + hi) / 2.0) / denom
 
 
-def _fmt(x: Any, nd: int = 4) -> str:
-    if x is None or (isinstance(x, float) and not np.isfinite(x)):
-        return "n/a"
-    return f"{x + 0.0:.{nd}f}".replace(f"-{0:.{nd}f}", f"{0:.{nd}f}")  # no "-0.0000"
-
-
-def _fmt_ci(ci: Sequence[float] | None, nd: int = 3) -> str:
-    if ci is None or any(v is None or not np.isfinite(v) for v in ci):
-        return "n/a"
-    return f"[{ci[0]:.{nd}f}, {ci[1]:.{nd}f}]"
+def _iv(value: Any, ci: Sequence[float] | None) -> Interval:
+    """A figure with its 95% interval (printed ``v [lo, hi]``; an undefined figure or bound prints ``n/a``)."""
+    ok = lambda x: x is not None and np.isfinite(x)  # noqa: E731
+    lo, hi = (ci[0], ci[1]) if ci is not None and all(ok(v) for v in ci) else (None, None)
+    return Interval(float(value) if ok(value) else None, lo, hi)
 
 
 @dataclass
@@ -185,96 +181,73 @@ class CascadeComparison:
             "meta": self.meta,
         }
 
-    def _header(self) -> str:
+    def header(self) -> str:
+        """Who is small and large (test accuracy with its 95% interval), by what, and the split sizes."""
         ro = self.roles
         how = ro.get("by", "")
         return (
-            f"Weaker/cheaper (\"small\"): `{self.small_model}` (test acc {self.p_small:.4f} {_fmt_ci(self.p_small_ci)}); "
-            f"stronger (\"large\"): `{self.large_model}` (test acc {self.p_large:.4f} {_fmt_ci(self.p_large_ci)}); "
+            f"Weaker/cheaper (\"small\"): `{self.small_model}` (test acc {format_cell(_iv(self.p_small, self.p_small_ci), '{:.4f}')}); "
+            f"stronger (\"large\"): `{self.large_model}` (test acc {format_cell(_iv(self.p_large, self.p_large_ci), '{:.4f}')}); "
             f"roles by {how}; {self.n_cal} calibration / {self.n_test} test docs; {self.n_bins} bins."
         )
 
-    def to_markdown(self) -> str:
-        lines = [self._header(), ""]
-        lines += [
-            "| router | APGR | 95% CI | s_d | 95% CI | best acc (test) | acc at cal.-chosen point | points |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for r in self.rows():
-            lines.append(
-                f"| {r['router']} | {_fmt(r['APGR'])} | {_fmt_ci(r['APGR_ci'])} | {_fmt(r['s_d'])} | {_fmt_ci(r['s_d_ci'])} "
-                f"| {_fmt(r['best_acc'])} | {_fmt(r['cal_choice_acc'])} | {r['points']} |"
-            )
-        lines.append(f"| ideal (GATEKEEPER eq. 11) | {self.apgr_ideal:.4f} | - | 1.0000 | - | {max(self.p_small, self.p_large):.4f} | - | - |")
-        lines.append("")
-        lines.append("APGR: exact area under the accuracy-cost curve, normalised from the weaker to the stronger model "
-                     "(random = 0.5); s_d: GATEKEEPER's deferral score (1 = ideal). Intervals: 95% bootstrap over test docs.")
-        if self.same_size.get("is_same_size"):
-            ss = self.same_size
-            lines += [
-                "",
-                f"**Same-size pair**: test accuracy difference {ss['difference']:+.4f} {_fmt_ci(ss['difference_ci95'])} covers 0.",
-                "",
-                "| router | peak acc (test) | share on small at peak | gain over best single | peak chosen on cal. half: test acc | share |",
-                "|---|---|---|---|---|---|",
-            ]
-            for name, p in ss["peaks"].items():
-                lines.append(
-                    f"| {name} | {_fmt(p['peak_accuracy'])} | {_fmt(p['share_small_at_peak'], 3)} | {p['gain_over_best_single']:+.4f} "
-                    f"| {_fmt(p.get('cal_chosen_test_accuracy'))} | {_fmt(p.get('cal_chosen_share_small'), 3)} |"
-                )
+    def tables(self) -> list[Table]:
+        """The comparison as :class:`~calib_harness.report.tables.Table` s: routers (APGR, s_d with 95%
+        intervals), the same-size peaks, APGR by number of bins, the CC calibrator's selection and the
+        bins of each binned router.  :meth:`to_markdown` and ``calib-harness cascade`` render them."""
+        note = ("APGR: exact area under the accuracy-cost curve, normalised from the weaker to the stronger model "
+                "(random = 0.5); s_d: GATEKEEPER's deferral score (1 = ideal). [..]: 95% bootstrap interval over test docs.")
+        rows = [[r["router"], _iv(r["APGR"], r["APGR_ci"]), _iv(r["s_d"], r["s_d_ci"]), r["best_acc"],
+                 _iv(r["cal_choice_acc"], None), r["points"]] for r in self.rows()]
+        rows.append(["ideal (GATEKEEPER eq. 11)", self.apgr_ideal, 1.0, max(self.p_small, self.p_large), "-", "-"])
+        out = [Table(f"Cascade {self.small_model} (weaker) -> {self.large_model} (stronger); test half, n={self.n_test}",
+                     ["router", "APGR (95% CI)", "s_d (95% CI)", "best acc (test)", "acc at cal.-chosen point", "points"],
+                     rows, note)]
+        ss = self.same_size
+        if ss.get("is_same_size"):
+            out.append(Table(
+                "Same-size pair: combined peak vs each model alone",
+                ["router", "peak acc (test)", "share on small at peak", "gain over best single",
+                 "peak chosen on cal. half: test acc", "share"],
+                [[name, _iv(p["peak_accuracy"], None), _iv(p["share_small_at_peak"], None),
+                  f"{p['gain_over_best_single']:+.4f}", _iv(p.get("cal_chosen_test_accuracy"), None),
+                  _iv(p.get("cal_chosen_share_small"), None)] for name, p in ss["peaks"].items()],
+                f"test accuracy difference {format_cell(_iv(ss['difference'], ss['difference_ci95']), '{:+.4f}')} covers 0.",
+            ))
         if self.bins_sensitivity:
             ns = sorted({n for d in self.bins_sensitivity.values() for n in d})
-            lines += ["", "| APGR by #bins | " + " | ".join(str(n) for n in ns) + " |", "|---|" + "---|" * len(ns)]
-            for name, d in self.bins_sensitivity.items():
-                lines.append(f"| {name} | " + " | ".join(_fmt(d.get(n)) for n in ns) + " |")
+            out.append(Table("APGR by number of bins", ["APGR by #bins", *map(str, ns)],
+                             [[name, *[_iv(d.get(n), None) for n in ns]] for name, d in self.bins_sensitivity.items()]))
         cc = self.calibration.get("CC")
         if cc and cc.get("selection"):
-            lines += ["", f"CC calibrator: **{cc['calibrator']}** (chosen by {cc.get('folds', '?')}-fold cross-fitting on the calibration half)",
-                      "", "| candidate | held-out APGR | sd | collapses a model |", "|---|---|---|---|"]
-            for m, v in cc["selection"].items():
-                lines.append(f"| {m} | {v['apgr']:.4f} | {v['sd']:.4f} | {'yes' if v['collapsed'] else 'no'} |")
-        for name, rows in self.bin_tables.items():
-            lines += ["", f"{name} bins (calibration half): calibrated confidence against accuracy",
-                      "", "| bin | range | n | small conf | small acc | large conf | large acc | advantage | kept from K |",
-                      "|---|---|---|---|---|---|---|---|---|"]
-            for b in rows:
-                lines.append(
-                    f"| {b['bin']} | {b['low']:.3f}-{b['high']:.3f} | {b['count']} | {b['small_confidence']:.3f} | {_fmt(b['small_accuracy'], 3)} "
-                    f"| {b['large_confidence']:.3f} | {_fmt(b['large_accuracy'], 3)} | {b['advantage']:+.3f} | {b['kept_from_k']} |"
-                )
+            out.append(Table(
+                f"CC calibrator: {cc['calibrator']} (chosen by {cc.get('folds', '?')}-fold cross-fitting on the calibration half)",
+                ["candidate", "held-out APGR", "sd", "collapses a model"],
+                [[m, v["apgr"], v["sd"], "yes" if v["collapsed"] else "no"] for m, v in cc["selection"].items()]))
+        for name, bins in self.bin_tables.items():
+            out.append(Table(
+                f"{name} bins (calibration half): calibrated confidence against accuracy",
+                ["bin", "range", "n", "small conf", "small acc", "large conf", "large acc", "advantage", "kept from K"],
+                [[b["bin"], f"{b['low']:.3f}-{b['high']:.3f}", b["count"], b["small_confidence"], _iv(b["small_accuracy"], None),
+                  b["large_confidence"], _iv(b["large_accuracy"], None), f"{b['advantage']:+.3f}", b["kept_from_k"]]
+                 for b in bins]))
+        return out
+
+    def to_markdown(self) -> str:
+        parts = [self.header()]
+        for t in self.tables():
+            parts.append(t.render("markdown", "{:.3f}" if t.title.endswith("against accuracy") else "{:.4f}"))
         if self.warnings:
-            lines += ["", "Warnings:", ""] + [f"- {w}" for w in self.warnings]
-        return "\n".join(lines)
+            parts.append("\n".join(["Warnings:", ""] + [f"- {w}" for w in self.warnings]))
+        return "\n\n".join(parts)
 
-    def rich_tables(self):
-        from rich.table import Table
+    def summary_tables(self) -> list[Table]:
+        """The router, same-size and bins tables (without the CC calibrator's selection and the per-bin tables)."""
+        return [t for t in self.tables() if not t.title.startswith("CC calibrator") and not t.title.endswith("against accuracy")]
 
-        t = Table(title=f"Cascade {self.small_model} (weaker) -> {self.large_model} (stronger); test half, n={self.n_test}")
-        for col in ("router", "APGR", "95% CI", "s_d", "95% CI", "best acc", "cal-chosen acc", "points"):
-            t.add_column(col, justify="left" if col == "router" else "right")
-        for r in self.rows():
-            t.add_row(r["router"], _fmt(r["APGR"]), _fmt_ci(r["APGR_ci"]), _fmt(r["s_d"]), _fmt_ci(r["s_d_ci"]),
-                      _fmt(r["best_acc"]), _fmt(r["cal_choice_acc"]), str(r["points"]))
-        tables = [t]
-        if self.same_size.get("is_same_size"):
-            s = Table(title="Same-size pair: combined peak vs each model alone")
-            for col in ("router", "peak acc", "share small", "gain over best single", "cal-chosen acc"):
-                s.add_column(col, justify="left" if col == "router" else "right")
-            for name, p in self.same_size["peaks"].items():
-                s.add_row(name, _fmt(p["peak_accuracy"]), _fmt(p["share_small_at_peak"], 3), f"{p['gain_over_best_single']:+.4f}",
-                          _fmt(p.get("cal_chosen_test_accuracy")))
-            tables.append(s)
-        if self.bins_sensitivity:
-            ns = sorted({n for d in self.bins_sensitivity.values() for n in d})
-            b = Table(title="APGR by number of bins")
-            b.add_column("router")
-            for n in ns:
-                b.add_column(str(n), justify="right")
-            for name, d in self.bins_sensitivity.items():
-                b.add_row(name, *[_fmt(d.get(n)) for n in ns])
-            tables.append(b)
-        return tables
+    def to_text(self) -> str:
+        """What ``calib-harness cascade`` prints: :meth:`summary_tables` as plain text."""
+        return "\n\n".join(t.render("text", "{:.4f}") for t in self.summary_tables())
 
 
 # -- the comparison ------------------------------------------------------------------------------
