@@ -67,7 +67,7 @@ def test_one_table_renderer_three_formats():
     txt = render(t, "text").splitlines()
     assert txt[1].split() == ["router", "APGR", "s_d", "n"] and len({len(x) for x in txt[2:]}) <= 2
     html = render(t, "html")
-    assert "<td>0.712 [0.600, 0.800]</td>" in html and "a|b" in html
+    assert '<td>0.712 <span class="ci">[0.600, 0.800]</span></td>' in html and "a|b" in html
     with pytest.raises(ValueError, match="unknown table format"):
         render(t, "latex")
 
@@ -104,3 +104,22 @@ def test_html_renders_in_headless_chromium(mnist_report, tmp_path):
     # a rendered page with tables and plots, not a blank or error page
     assert len(np.unique(img.reshape(-1, 3), axis=0)) > 200
     assert (img < 100).any(axis=2).mean() > 0.005  # dark pixels: text and plot lines
+
+
+def test_runs_below_the_stage_minimums_are_listed_as_skipped(tmp_path):
+    """8 real stock-log docs: below the split protocol's minimum (calibration), the cascade's and cleaning's
+    size guards. The report still comes out, with the runs and each skipped stage's reason."""
+    from pathlib import Path
+
+    from calib_harness.lm_eval_io import load_run
+
+    stock = Path(__file__).parent / "fixtures" / "stock_logs" / "arc_easy_limit40"
+    runs = [load_run(stock, model=m).subset(np.arange(8)) for m in ("smollm2-135m", "qwen2.5-coder-0.5b")]
+    rep = build_report(runs, tmp_path / "r", mf=False, progress=False, plots=False)
+    md = rep.markdown.read_text()
+    assert "## Runs" in md and "## Calibration" not in md and "## Label cleaning" not in md
+    skipped = md.split("## Skipped")[1]
+    for model in ("smollm2-135m", "qwen2.5-coder-0.5b"):
+        assert f"Calibration of {model} skipped: 8 records are too few" in skipped
+    assert "Cascade skipped:" in skipped and "Label cleaning skipped: 8 documents are too few" in skipped
+    assert "calibration" not in rep.numbers and "cleaning" not in rep.numbers

@@ -40,6 +40,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from calib_harness.calibration.split import TooFewSamplesError
 from calib_harness.cleaning.methods import BinTable, agreed_label
 from calib_harness.records import RecordError, Run, SampleRecord, align, softmax
 
@@ -211,12 +212,13 @@ def _confidence_only_labels(aligned: Sequence[Run]) -> tuple[np.ndarray, np.ndar
 
 
 def check_sizes(n_docs: int, n_bins: int, cal_fraction: float) -> None:
-    """Refuse (one line and the fix) when a half cannot fill every bin."""
+    """Refuse (:class:`~calib_harness.calibration.TooFewSamplesError`, a ``ValueError``: one line and the fix)
+    when a half cannot fill every bin."""
     n_cal = int(round(n_docs * float(cal_fraction)))
     smallest = min(n_cal, n_docs - n_cal)
     if n_docs < 2 or smallest < n_bins * MIN_DOCS_PER_BIN:
         fix = f"pass --bins {max(1, smallest // MIN_DOCS_PER_BIN)} or fewer" if smallest >= 1 else "give more documents"
-        raise ValueError(
+        raise TooFewSamplesError(
             f"{n_docs} documents are too few for {n_bins} bins: each calibration half needs at least "
             f"{MIN_DOCS_PER_BIN} document per bin ({n_bins * MIN_DOCS_PER_BIN}), the smaller half has {smallest}; {fix}"
         )

@@ -84,7 +84,7 @@ def runs_section(runs: Sequence[Run], numbers: dict) -> Section:
     for r in runs:
         c, s = r.confidences(), r.scores()
         summ = metrics.summary(c, s)
-        row = {"model": r.model, "tasks": len(r.tasks), "n": len(r), **summ}
+        row = {"model": r.model, "tasks": len(r.tasks), **summ, "n": len(r)}
         rows.append(row)
         numbers.setdefault("runs", {})[r.model] = row
     cols = {"model": "model", "tasks": "tasks", "n": "n", "accuracy": "accuracy",
@@ -97,17 +97,25 @@ def runs_section(runs: Sequence[Run], numbers: dict) -> Section:
     )
 
 
-def calibration_section(runs: Sequence[Run], out: Path, numbers: dict, seed: int, plots: bool) -> Section:
-    from calib_harness.calibration import default_method_and_feature, evaluate_split
+def calibration_section(runs: Sequence[Run], out: Path, numbers: dict, seed: int, plots: bool,
+                        skipped: list[str]) -> Section | None:
+    """The calibration section; a run below the split protocol's minimum is named in ``skipped`` (with the
+    reason) instead, and ``None`` comes back when no run is large enough."""
+    from calib_harness.calibration import TooFewSamplesError, default_method_and_feature, evaluate_split
 
     rows, figs = [], []
     for r in runs:
         method, feature = default_method_and_feature(r)
         logger.info("calibration: %s (%s on %s)", r.model, method, feature)
-        rep = evaluate_split(r, method, feature, seed=seed)
+        try:
+            rep = evaluate_split(r, method, feature, seed=seed)
+        except TooFewSamplesError as e:
+            skipped.append(f"Calibration of {r.model} skipped: {e} (the flags named are `calib-harness calibrate`'s).")
+            continue
         m = rep.metrics
         rows.append({
             "model": r.model, "method": f"{method} ({feature})",
+            "acc test": cell_value(m["test"]["before"], "accuracy"),
             "ECE cal before": cell_value(m["cal"]["before"], "ece"), "ECE cal after": cell_value(m["cal"]["after"], "ece"),
             "ECE test before": cell_value(m["test"]["before"], "ece"), "ECE test after": cell_value(m["test"]["after"], "ece"),
             "NLL test before": cell_value(m["test"]["before"], "nll"), "NLL test after": cell_value(m["test"]["after"], "nll"),
@@ -123,11 +131,14 @@ def calibration_section(runs: Sequence[Run], out: Path, numbers: dict, seed: int
                                      "(right); top row uncalibrated, bottom row calibrated; bars are the accuracy "
                                      "per equal-count bin with 95% Wilson intervals, below each a count histogram."))
         write_text(out / f"calibrator_{_slug(r.model)}.json", rep.calibrator.to_json())
+    if not rows:
+        return None
     return Section(
         "Calibration",
         "Each run is split (seeded) into a calibration half and a test half; the calibrator is fitted on the "
         "calibration half only and reported on both (paper section 2.1). Temperature scaling for option scores "
-        "(multiple choice, images), Platt scaling of the mean logit for generations.",
+        "(multiple choice, images), Platt scaling of the mean logit for generations. [..]: 95% intervals (Wilson "
+        "for accuracy, bootstrap for ECE).",
         tables=[Table.from_dicts("ECE before and after calibration", rows)],
         figures=figs,
     )
@@ -160,20 +171,9 @@ def cascade_section(small: Run, large: Run, out: Path, numbers: dict, seed: int,
         if comp.bins_sensitivity:
             plot_bins_sensitivity(comp, bins)
             figs.append(Figure(bins, "APGR of CC and UC against the number of equal-count bins."))
-    tables = [Table.from_dicts(
-        f"Routers: {d['small_model']} (small, test acc {d['p_small']:.3f}) -> {d['large_model']} "
-        f"(large, test acc {d['p_large']:.3f}); {d['n_cal']} calibration / {d['n_test']} test docs",
-        comp.rows(),
-        note="APGR: area under the normalised accuracy-cost curve (appendix A.1); random = 0.5. "
-             "s_d: GATEKEEPER's deferral score (1 = ideal deferral).",
-    )]
-    sens = d.get("bins_sensitivity") or {}
-    if sens:
-        ns = sorted({int(n) for v in sens.values() for n in v})
-        tables.append(Table.from_dicts("APGR by number of bins",
-                                       [{"router": k, **{str(n): v.get(str(n)) for n in ns}} for k, v in sens.items()]))
+    tables = comp.summary_tables()
     text = " ".join(["Algorithm 1 (CC) and its baselines; all routers are fitted on the calibration half and "
-                     "evaluated on the test half.", *notes])
+                     "evaluated on the test half.", comp.header().replace("`", ""), *notes])
     return Section("Cascade", text, tables=tables, figures=figs)
 
 
@@ -203,7 +203,7 @@ def cleaning_section(runs: Sequence[Run], out: Path, numbers: dict, seed: int, d
 
     n_bins = 15 if len(runs[0]) >= 60 else 5
     logger.info("cleaning: %d experts, %d bins", len(runs), n_bins)
-    panel = build_panel(list(runs), n_bins=n_bins, seed=seed, on_mismatch="intersect")
+    panel = build_panel(list(runs), n_bins=n_bins, seed=seed, on_mismatch="intersect")  # TooFewSamplesError: caller
     outcome = run_methods(panel, filter_by=("prune_by_noise_rate", "confident_learning"))
     why = ""
     if reference is None:
@@ -283,8 +283,10 @@ def build_report(
                    "calibrated, used to route between models and to find label errors.")
     logger.info("report: %d run(s) -> %s", len(runs), out)
     doc.sections.append(runs_section(runs, numbers))
-    doc.sections.append(calibration_section(runs, out, numbers, seed, plots))
-    skipped = []
+    skipped: list[str] = []
+    calibration = calibration_section(runs, out, numbers, seed, plots, skipped)
+    if calibration is not None:
+        doc.sections.append(calibration)
     if len(runs) >= 2:
         a, b = pick_pair(runs, small, large)
         try:
@@ -298,8 +300,14 @@ def build_report(
                 doc.sections.append(cascade_section(a, b, out, numbers, seed, mf, progress, plots))
             except CliError as e:  # too few documents, or the same run twice: say so, keep the rest
                 skipped.append(f"Cascade skipped: {e}")
-            doc.sections.append(cleaning_section(runs, out, numbers, seed, shared_data_dir(data_dir, fallback=False),
-                                                 reference, plots))
+            from calib_harness.calibration import TooFewSamplesError
+
+            try:
+                doc.sections.append(cleaning_section(runs, out, numbers, seed,
+                                                     shared_data_dir(data_dir, fallback=False), reference, plots))
+            except TooFewSamplesError as e:  # below cleaning's size guard: say so, keep the rest
+                skipped.append(f"Label cleaning skipped: {e} (`--bins` is `calib-harness clean`'s flag; the report "
+                               "uses 5 bins below 60 documents, else 15).")
     else:
         skipped.append("Cascade and cleaning need two runs over the same documents; one was given.")
     if skipped:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 import jinja2
+import markupsafe
 
 FORMATS = ("markdown", "text", "html")
 
@@ -115,6 +116,16 @@ def format_cell(v: Any, floatfmt: str = "{:.3f}") -> str:
     return str(v)
 
 
+def cell_html(v: Any, floatfmt: str = "{:.3f}") -> markupsafe.Markup:
+    """One cell as escaped HTML: as :func:`format_cell`, an interval's ``[lo, hi]`` in a ``<span class="ci">``
+    (the line may break before it, never inside it, so wide tables of intervals fit the page)."""
+    text = format_cell(v, floatfmt)
+    head, sep, tail = text.partition(" [")
+    if isinstance(v, Interval) and sep:
+        return markupsafe.Markup('{} <span class="ci">[{}</span>').format(head, tail)
+    return markupsafe.escape(text)
+
+
 def render(table: Table, fmt: str = "markdown", floatfmt: str = "{:.3f}") -> str:
     """The table as Markdown, fixed-width text or an HTML fragment."""
     if fmt not in FORMATS:
@@ -150,5 +161,6 @@ def environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
-    env.filters.update(cell=format_cell, markdown=lambda t, floatfmt="{:.3f}": render(t, "markdown", floatfmt))
+    env.filters.update(cell=format_cell, cell_html=cell_html,
+                       markdown=lambda t, floatfmt="{:.3f}": render(t, "markdown", floatfmt))
     return env
