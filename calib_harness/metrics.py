@@ -566,14 +566,15 @@ def ece_stderr(
 # -- degenerate calibrations ---------------------------------------------------------------
 
 
-def collapse_warning(before, after, min_distinct: int = 3, min_spread_ratio: float = 0.05) -> str | None:
+def collapse_warning(before, after, min_distinct: int = 3, min_spread_ratio: float = 0.05, log: bool = True) -> str | None:
     """A one-line warning when a calibrator collapsed the confidences, else ``None``.
 
     Collapsed means the calibrated confidences (``after``) keep fewer than ``min_distinct``
     distinct values, or a spread (standard deviation) below
     ``min_spread_ratio`` times that of the raw ones (``before``), while the raw ones did
     not.  Such confidences can no longer rank samples: routing, cleaning and AUROC built on
-    them degrade to chance or to ties.  The warning is also logged.
+    them degrade to chance or to ties.  The warning is also logged (unless ``log=False``: a caller
+    that reports it elsewhere, e.g. CC's cross-fitted candidates in their selection table).
     """
     b = np.asarray(before, dtype=np.float64).ravel()
     a = np.asarray(after, dtype=np.float64).ravel()
@@ -590,5 +591,6 @@ def collapse_warning(before, after, min_distinct: int = 3, min_spread_ratio: flo
         f"spread {sa:.3g} (from {sb:.3g}); they can no longer rank samples "
         "(fit on more calibration data with both correct and wrong answers, or use a smoother method)"
     )
-    logger.warning(msg)
+    if log:
+        logger.warning(msg)
     return msg

@@ -22,9 +22,9 @@ in :data:`CANDIDATES`).  The test half is never seen.  The candidates:
   estimated per bin, i.e. confidences calibrated within the router's own bins;
 * ``none``: raw confidences (UC), so the default never does worse than UC on held-out folds.
 
-A calibrator that *collapses* a model's confidences (spread of its per-bin mean calibrated
-confidence under a quarter (:data:`COLLAPSE_RATIO`) of the spread of the per-bin accuracy, while a chi-square test says the
-accuracy does vary across bins, p < 0.01) is reported: a warning for the one used, a flag in
+A calibrator that *collapses* a model's confidences (the project's one rule,
+:func:`calib_harness.metrics.collapse_warning`: too few distinct values left, or a spread under
+5% of the raw one) is reported: a warning for the one used, a flag in
 the selection table for the others.  When the calibration half is too small for the choice (no
 held-out part on which the two models differ in accuracy), CC falls back to the raw confidences
 and says so.  :meth:`CalibratedConfidenceRouter.bin_table` gives the
@@ -47,8 +47,6 @@ logger = logging.getLogger(__name__)
 #: calibrators CC can use, in tie-break order
 CANDIDATES = ("binwise", "temperature", "platt", "isotonic", "histogram", "none")
 METHODS = ("auto",) + CANDIDATES
-#: a calibrator collapses a model when its per-bin spread is below this share of the accuracy's
-COLLAPSE_RATIO = 0.25
 
 
 class SideCalibrator:
@@ -99,31 +97,19 @@ def available_candidates(data: RoutingData) -> list[str]:
     return out
 
 
-def collapse_check(raw: np.ndarray, calibrated: np.ndarray, scores: np.ndarray, n_bins: int) -> dict[str, Any]:
-    """Does a calibrator flatten confidences whose accuracy varies?  (see module docstring)"""
-    from scipy.stats import chi2_contingency
+def collapse_check(raw: np.ndarray, calibrated: np.ndarray) -> dict[str, Any]:
+    """Did a calibrator flatten these confidences?  The decision is the project's one collapse rule,
+    :func:`calib_harness.metrics.collapse_warning`; the ranges are for the message and the JSON."""
+    from calib_harness.metrics import collapse_warning
 
     raw = np.asarray(raw, dtype=np.float64)
-    y = np.asarray(scores, dtype=np.float64)
-    bins = EqualCountBinner(n_bins).fit_transform(raw)
-    nb = int(bins.max()) + 1
-    cnt = np.bincount(bins, minlength=nb).astype(np.float64)
-    acc = np.bincount(bins, weights=y, minlength=nb) / np.maximum(cnt, 1)
-    cal = np.bincount(bins, weights=np.asarray(calibrated, dtype=np.float64), minlength=nb) / np.maximum(cnt, 1)
-    acc_spread, cal_spread = float(np.ptp(acc)), float(np.ptp(cal))
-    p_value = 1.0
-    right = np.bincount(bins, weights=y, minlength=nb)
-    table = np.stack([right, cnt - right])
-    if nb > 1 and (table.sum(axis=1) > 0).all():
-        p_value = float(chi2_contingency(table)[1])
-    collapsed = bool(nb > 1 and p_value < 0.01 and cal_spread < COLLAPSE_RATIO * acc_spread)
+    calibrated = np.asarray(calibrated, dtype=np.float64)
+    why = collapse_warning(raw, calibrated, log=False)
     return {
-        "collapsed": collapsed,
-        "calibrated_spread": cal_spread,
-        "accuracy_spread": acc_spread,
-        "accuracy_varies_p": p_value,
-        "calibrated_range": [float(cal.min()), float(cal.max())],
-        "accuracy_range": [float(acc.min()), float(acc.max())],
+        "collapsed": why is not None,
+        "reason": why,
+        "raw_range": [float(raw.min()), float(raw.max())],
+        "calibrated_range": [float(calibrated.min()), float(calibrated.max())],
     }
 
 
@@ -182,16 +168,15 @@ class CalibratedConfidenceRouter(_BinnedRouter):
         if self.small_calibrator_ is not None:
             for side, cal in (("small", self.small_calibrator_), ("large", self.large_calibrator_)):
                 raw = calib.small_confidence if side == "small" else calib.large_confidence
-                y = calib.small_scores if side == "small" else calib.large_scores
                 run = calib.small_run if side == "small" else calib.large_run
-                chk = collapse_check(raw, cal.transform(run, raw), y, int(self.n_bins))
+                chk = collapse_check(raw, cal.transform(run, raw))
                 self.collapse_[side] = chk
                 if chk["collapsed"] and not getattr(self, "_quiet", False):
                     model = calib.small_model if side == "small" else calib.large_model
                     msg = (
-                        f"CC: the {cal.describe()} calibrator collapses {model}'s confidences to "
-                        f"{chk['calibrated_range'][0]:.3f}-{chk['calibrated_range'][1]:.3f} while its accuracy runs "
-                        f"{chk['accuracy_range'][0]:.2f}-{chk['accuracy_range'][1]:.2f} across confidence bins; "
+                        f"CC: the {cal.describe()} calibrator collapses {model}'s confidences from "
+                        f"{chk['raw_range'][0]:.3f}-{chk['raw_range'][1]:.3f} to "
+                        f"{chk['calibrated_range'][0]:.3f}-{chk['calibrated_range'][1]:.3f} (they no longer rank samples); "
                         "use --method auto or binwise"
                     )
                     self.warnings_.append(msg)
