@@ -172,7 +172,7 @@ def reliability_diagram(
         fig.suptitle(title, fontsize=10)
     _legend(fig, curves[0].color or "tab:blue", len(curves))
     if path is not None:
-        _save(fig, path)
+        save_png(fig, path)
     return fig
 
 
@@ -203,17 +203,18 @@ def split_reliability_diagram(
     fig.suptitle(title or f"{name}{feature}: {n_bins} {binning.replace('_', '-')} bins", fontsize=10)
     _legend(fig, "0.4", len(parts))
     if path is not None:
-        _save(fig, path)
+        save_png(fig, path)
     return fig
 
 
-def _save(fig, path: str | Path) -> Path:
-    from calib_harness.outputs import write_bytes
+def save_png(fig, path: str | Path, **savefig_kw) -> Path:
+    """THE way a figure is written: rendered to PNG in memory (``savefig_kw``: ``dpi``, ``bbox_inches``),
+    closed, then written atomically (:func:`calib_harness.outputs.write_bytes`; parent folders made)."""
     import io
 
-    path = Path(path)
+    from calib_harness.outputs import write_bytes
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", **savefig_kw)
     _pyplot().close(fig)
-    write_bytes(path, buf.getvalue())
-    return path
+    return write_bytes(path, buf.getvalue())

@@ -177,23 +177,22 @@ class SampleRecord:
             return None
         return softmax(np.asarray(self.option_scores, dtype=np.float64))
 
-    @property
-    def gold_index(self) -> int | None:
-        if self.gold is None or self.option_labels is None:
+    def _option_index(self, label: str | None) -> int | None:
+        """Position of ``label`` among the option labels (``None`` when absent or not an option)."""
+        if label is None or self.option_labels is None:
             return None
         try:
-            return self.option_labels.index(self.gold)
+            return self.option_labels.index(label)
         except ValueError:
             return None
 
     @property
+    def gold_index(self) -> int | None:
+        return self._option_index(self.gold)
+
+    @property
     def prediction_index(self) -> int | None:
-        if self.prediction is None or self.option_labels is None:
-            return None
-        try:
-            return self.option_labels.index(self.prediction)
-        except ValueError:
-            return None
+        return self._option_index(self.prediction)
 
     def feature(self, name: str) -> float:
         """A confidence feature by name; ``confidence`` is always available."""

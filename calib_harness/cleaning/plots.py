@@ -12,7 +12,6 @@ the reference's errors; ``x="flag_rate"`` plots flagged / evaluated, the paper's
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import matplotlib
@@ -23,7 +22,6 @@ import matplotlib.text  # noqa: E402
 import numpy as np  # noqa: E402
 
 from calib_harness.cleaning.evaluate import EvalRow  # noqa: E402
-from calib_harness.outputs import write_bytes  # noqa: E402
 
 #: Offsets (points) tried, in order, for a K label beside its marker.
 _LABEL_OFFSETS = ((4, 4), (4, -11), (-26, 4), (-26, -11), (6, -3), (-30, -3), (0, 9), (0, -15))
@@ -74,10 +72,9 @@ def _intervals(rows: list[EvalRow], x: str) -> tuple[np.ndarray, np.ndarray | No
 def plot_precision_detection(rows: list[EvalRow], path: str | Path, x: str = "detection_rate", title: str | None = None) -> Path:
     """Write the figure (see the module docstring) as a PNG, atomically."""
     fig = precision_detection_figure(rows, x, title)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=130)
-    plt.close(fig)
-    return write_bytes(path, buf.getvalue())
+    from calib_harness.plots import save_png
+
+    return save_png(fig, path, dpi=130)
 
 
 def precision_detection_figure(rows: list[EvalRow], x: str = "detection_rate", title: str | None = None):

@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 
 from calib_harness.gatekeeper.evaluation import CascadeEval  # noqa: E402
 from calib_harness.gatekeeper.store import VariantStore  # noqa: E402
+from calib_harness.plots import save_png  # noqa: E402
 
 BASE_STYLE = {"untuned": ("black", "--", "untuned"), "ce": ("tab:gray", ":", "CE fine-tune"),
               "posthoc_cc": ("tab:orange", "-.", "post-hoc TS + CC")}
@@ -44,9 +45,7 @@ def plot_fig4(evs: list[CascadeEval], path: Path, title: str) -> Path:
     axes[0].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=110)
 
 
 def plot_fig5(evs: list[CascadeEval], path: Path, title: str) -> Path:
@@ -61,9 +60,7 @@ def plot_fig5(evs: list[CascadeEval], path: Path, title: str) -> Path:
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=110)
 
 
 def plot_deferral(evs: list[CascadeEval], path: Path, title: str) -> Path:
@@ -84,9 +81,7 @@ def plot_deferral(evs: list[CascadeEval], path: Path, title: str) -> Path:
     axes[0, 0].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=100)
 
 
 def plot_pair(folder: str | Path, title: str) -> list[Path]:

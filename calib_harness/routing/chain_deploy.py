@@ -77,24 +77,11 @@ class DeployableChain:
         return cls(list(d["models"]), stages, list(d.get("setting", [])), d.get("costs"), dict(d.get("meta") or {}))
 
     def save(self, path: str | Path) -> Path:
-        """Write the JSON atomically (a temporary file in the same folder, then ``os.replace``).
-        The caller decides whether an existing file may be replaced (the CLI refuses without
-        ``--force``)."""
-        import os
-        import tempfile
+        """Write the JSON atomically (:func:`calib_harness.outputs.write_text`).  The caller decides
+        whether an existing file may be replaced (the CLI refuses without ``--force``)."""
+        from calib_harness.outputs import write_text
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(self.to_json())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        return write_text(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> "DeployableChain":

@@ -23,16 +23,9 @@ logger = logging.getLogger(__name__)
 
 
 def _save(fig, path: str | Path) -> Path:
-    from calib_harness.outputs import write_bytes
+    from calib_harness.plots import save_png
 
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, dpi=130, format="png", bbox_inches="tight")
-    plt.close(fig)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return write_bytes(path, buf.getvalue())
+    return save_png(fig, path, dpi=130, bbox_inches="tight")
 
 
 def _label(comparison, name: str) -> str:
