@@ -11,6 +11,7 @@ Stages (each resumable; rerun the same command after an interruption):
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -72,7 +73,13 @@ def run_demo(out: str | Path = "outputs/demo", docs: int = 200, models: Sequence
                    for r in runs])
     _show(table)
     result = {"runs": [str(out / "capture" / m) for m in models], "timings": timings}
-    if report:
+    done = out / "report" / "report.md"
+    if report and done.exists() and (out / "report" / "numbers.json").exists():
+        # A finished report is never rebuilt over (it may have been edited); --force starts over.
+        console.print(f"[green]report: done earlier[/] ({done}; pass --force to start over)")
+        _print_summary(json.loads((out / "report" / "numbers.json").read_text()))
+        result.update(report_md=str(done), report_html=str(done.with_suffix(".html")))
+    elif report:
         from calib_harness.report.build import build_report
 
         t = time.perf_counter()
