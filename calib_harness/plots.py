@@ -31,6 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from calib_harness import metrics
+from calib_harness.binning import EqualCountBinner
 
 PART_TITLES = {"cal": "calibration half", "test": "test half", "shift": "shifted run", "all": "all records"}
 METHOD_TITLES = {
@@ -88,8 +89,15 @@ def reliability_panel(ax, ax_hist, confidence, score, n_bins: int = 15, color: s
     ece = metrics.ece(c, s, n_bins, binning)
     ece_lo, ece_hi = metrics.ece_interval(c, s, n_bins, binning, seed=seed)
     ax.plot([0, 1], [0, 1], ls="--", color="0.55", lw=0.9, zorder=1)
+    if binning == "equal_count":
+        # bars tile the confidence axis between the binner's boundaries (not each bin's min..max, which is a
+        # needle when a bin holds one value)
+        edges = EqualCountBinner(n_bins).fit(c).edges_
+        spans = {i: (float(edges[i]), float(edges[i + 1])) for i in range(edges.size - 1)}
+    else:
+        spans = {r.index: (r.lo, r.hi) for r in rows}
     for r in rows:
-        left, width = _bar_span(r.lo, r.hi, r.mean_conf)
+        left, width = _bar_span(*spans[r.index], r.mean_conf)
         ax.bar(left, r.mean_score, width=width, align="edge", color=color, alpha=0.8, edgecolor="white", lw=0.6,
                zorder=2)
         lo, hi = sorted((r.mean_score, r.mean_conf))
