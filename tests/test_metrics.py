@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 from scipy.integrate import quad
@@ -30,9 +28,7 @@ def synthetic():
 def netcal_ece(conf, score, equal_intervals: bool) -> float:
     from netcal.metrics import ECE
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(ECE(bins=15, equal_intervals=equal_intervals).measure(conf, score))
+    return float(ECE(bins=15, equal_intervals=equal_intervals).measure(conf, score))
 
 
 # -- ECE ------------------------------------------------------------------------------------

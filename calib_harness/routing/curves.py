@@ -166,7 +166,7 @@ def curve_area(curve: RoutingCurve, p_small: float, p_large: float) -> float:
     return float(np.sum(np.diff(c) * (a[1:] + a[:-1]) / 2.0))
 
 
-def apgr(curve: RoutingCurve, p_small: float, p_large: float, grid_size: int | None = None) -> float:
+def apgr(curve: RoutingCurve, p_small: float, p_large: float, grid_size: int | None = None, warn: bool = True) -> float:
     """Normalised APGR (Hao et al. 2026, appendix A.1, eqs. 1-2), exact.
 
     ``P~(c) = (P(c) - P_weak) / (P_strong - P_weak)`` and ``APGR = int_0^1 P~(c) dc``, with
@@ -174,11 +174,13 @@ def apgr(curve: RoutingCurve, p_small: float, p_large: float, grid_size: int | N
     and ``P_strong = max``: ``APGR = (area - P_weak) / (P_strong - P_weak)`` with the exact area
     of the piecewise-linear curve (module docstring).  Random routing gives 0.5; the weak model
     alone 0, the strong model alone 1.  ``nan`` (with a warning) when both models score the same.
-    ``grid_size`` is accepted for backward compatibility and ignored.
+    ``grid_size`` is accepted for backward compatibility and ignored; ``warn=False`` for callers
+    that handle the ``nan`` themselves.
     """
     p_weak, p_strong = min(p_small, p_large), max(p_small, p_large)
     if np.isclose(p_strong, p_weak):
-        warnings.warn("APGR undefined: the two models have the same accuracy", RuntimeWarning, stacklevel=2)
+        if warn:
+            warnings.warn("APGR undefined: the two models have the same accuracy", RuntimeWarning, stacklevel=2)
         return float("nan")
     return (curve_area(curve, p_small, p_large) - p_weak) / (p_strong - p_weak)
 

@@ -72,9 +72,14 @@ class _Side:
                 self.const_ = float(yb.mean())
             else:
                 self.lr_ = LogisticRegression(C=self.C, solver="newton-cholesky", max_iter=200)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", ConvergenceWarning)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", ConvergenceWarning)
                     self.lr_.fit(X, yb)
+                for w in caught:  # a cross-fitting candidate that did not converge: its held-out score says so
+                    if issubclass(w.category, ConvergenceWarning):
+                        logger.debug("hybrid: %s", w.message)
+                    else:
+                        warnings.warn(w.message, w.category, stacklevel=2)
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -198,9 +203,7 @@ class HybridRouter(Router):
             if np.isclose(p_s, p_l):
                 score = float(np.mean(oof * (yl - ys)))  # APGR undefined: mean realised gain ranking proxy
             else:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    score = apgr(curve_from_priority("oof", -oof, ys, yl), p_s, p_l)
+                score = apgr(curve_from_priority("oof", -oof, ys, yl), p_s, p_l, warn=False)
             results.append({"use_confidence": use_conf, "k": k, "C": C, "heldout_apgr": float(score)})
         best = max(r["heldout_apgr"] for r in results)
         # simplest within tolerance: confidence-only first, then fewer components, then smaller C
