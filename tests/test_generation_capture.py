@@ -208,23 +208,25 @@ def test_reordering_duplicates_and_cache(lm, tmp_path):
 
 
 def test_vllm_topk_figures_and_lazy_registration():
-    """calib-vllm is registered without importing vLLM; its top-k reduction matches the exact figures
-    when the top-k hold the whole distribution (the GPU path itself was not run here)."""
-    import math
-
+    """calib-vllm is registered without importing vLLM; its per-step reduction matches the exact figures
+    when the values cover the whole distribution, and the raw logit is absent (None, never NaN) in
+    raw_logprobs mode."""
     from lm_eval.api.registry import model_registry
 
     import calib_harness.lm_models  # noqa: F401
-    from calib_harness.lm_models.topk import step_from_topk
+    from calib_harness.lm_models.topk import approx_and_absent, step_from_values
 
     assert "calib-vllm" in model_registry and "calib-hf" in model_registry
     logits = torch.tensor([3.0, 1.0, 0.5, -2.0])
     logp = torch.log_softmax(logits, -1)
     ent = float(-(logp.exp() * logp).sum())
-    lg, lp, en = step_from_topk(1.0, logits.tolist(), "raw_logits")
+    lg, lp, en = step_from_values(1.0, logits.tolist(), "raw_logits")
     assert lg == 1.0 and lp == pytest.approx(float(logp[1]), abs=1e-6) and en == pytest.approx(ent, abs=1e-6)
-    lg, lp, en = step_from_topk(float(logp[1]), logp.tolist(), "raw_logprobs")
-    assert math.isnan(lg) and lp == pytest.approx(float(logp[1])) and en == pytest.approx(ent, abs=1e-6)
-    # truncated top-k: the log-probability is an upper bound
-    _, lp2, _ = step_from_topk(1.0, logits.tolist()[:2], "raw_logits")
+    lg, lp, en = step_from_values(float(logp[1]), logp.tolist(), "raw_logprobs")
+    assert lg is None and lp == pytest.approx(float(logp[1])) and en == pytest.approx(ent, abs=1e-6)
+    # truncated top-k: the log-probability is an upper bound, and the record names the k
+    _, lp2, _ = step_from_values(1.0, logits.tolist()[:2], "raw_logits")
     assert lp2 > float(logp[1])
+    approx, absent = approx_and_absent("raw_logprobs", 20)
+    assert approx == ("entropy:top-20",) and "mean_logit" in absent
+    assert approx_and_absent("raw_logits", -1) == ((), {})
