@@ -120,7 +120,9 @@ def test_mc_identical_to_stock_vllm_and_calib_hf(task, mixed, stock_mc, hf_mc):
         pred = max(range(len(o)), key=o.__getitem__)
         assert pred == max(range(len(s)), key=s.__getitem__) == max(range(len(h)), key=h.__getitem__), (task, d, o, h)
         assert ours[d]["acc"] == stock[d]["acc"] == hf[d]["acc"]
-        assert o == s  # the same engine settings and lm-eval code: bit-identical log-likelihoods
+        # the same engine settings and lm-eval code; the mixed run batches other requests beside these, and
+        # on the CPU build a different batch changes the float32 reductions in the last digits (4.6e-6 seen)
+        assert max(abs(a - b) for a, b in zip(o, s)) < 1e-4, (task, d, o, s)
         assert max(abs(a - b) for a, b in zip(o, h)) < 1e-3, (task, d, o, h)
         assert ours[d]["ece"]["prediction"] == hf[d]["ece"]["prediction"]
     acc = lambda out: out["results"][task]["acc,none"]  # noqa: E731
