@@ -1,7 +1,7 @@
 """Does the --max-drop guarantee hold on real runs?  Learn-then-Test against the naive choice.
 
     python bench/bench_risk.py                                   # shipped MNIST pair, 200 splits
-    python bench/bench_risk.py --pair runs/a runs/b --name ab    # plus a pair of LM runs
+    python bench/bench_risk.py --pair runs/a runs/b               # plus a pair of LM runs
     python bench/bench_risk.py --splits 500 --eps 0.005 0.01 0.02 --delta 0.1
 
 For each random split of the pooled data into a calibration half and a test half:

@@ -151,7 +151,10 @@ class CalibratedConfidenceRouter(_BinnedRouter):
         if self.method == "auto":
             self.selection_ = self._select(calib)
             if self.selection_:
-                self.method_ = max(self.selection_, key=lambda m: (self.selection_[m]["apgr"], -CANDIDATES.index(m)))
+                # a calibrator that collapsed a model's confidences in any fold is taken only when every one did:
+                # its bins then rank by the other model alone, which a few lucky folds can hide
+                sel = self.selection_
+                self.method_ = max(sel, key=lambda m: (not sel[m]["collapsed"], sel[m]["apgr"], -CANDIDATES.index(m)))
             else:
                 self.method_ = "none"
                 msg = (
