@@ -129,6 +129,39 @@ def test_mc_identical_to_stock_vllm_and_calib_hf(task, mixed, stock_mc, hf_mc):
     assert acc(mixed) == acc(stock_mc) == acc(hf_mc)
 
 
+def test_one_token_continuations_take_one_request_per_context(calib_lm):
+    """MMLU-style letters: one engine request per context (logprob_token_ids) gives lm-eval's own
+    prompt_logprobs numbers; longer continuations, and contexts with more options than one request may
+    score, take lm-eval's path."""
+    from lm_eval.models.vllm_causallms import VLLM
+    from vllm import SamplingParams, TokensPrompt
+
+    enc = calib_lm.tok_encode
+    ctxs = ["Question: Which planet is the largest?\nA. Mars\nB. Jupiter\nC. Venus\nD. Mercury\nAnswer:",
+            "The capital of France is"]
+    greedy = calib_lm.model.generate([TokensPrompt(prompt_token_ids=enc(ctxs[1]))],
+                                     SamplingParams(max_tokens=1, temperature=0), use_tqdm=False)[0].outputs[0].token_ids[0]
+    reqs = [((c, o), enc(c), enc(o)) for c in ctxs for o in (" A", " B", " C", " D")]
+    assert all(len(r[2]) == 1 for r in reqs)
+    reqs += [(None, enc(ctxs[1]), [greedy]),  # the greedy token: is_greedy True; no cache key (rolling-style)
+             ((ctxs[1], " A"), enc(ctxs[1]), enc(" A")),  # a duplicate request
+             ((ctxs[1], " Paris, the city"), enc(ctxs[1]), enc(" Paris, the city"))]  # several tokens
+    stock = VLLM._loglikelihood_tokens(calib_lm, reqs, disable_tqdm=True)
+    ours = calib_lm._loglikelihood_tokens(reqs, disable_tqdm=True)
+    assert calib_lm.calib_request_counts == {"next_token_contexts": 2, "next_token_requests": 10,
+                                             "prompt_logprobs_requests": 1}
+    assert [g for _, g in ours] == [g for _, g in stock]
+    assert ours[8][1] is True and sum(g for _, g in ours) >= 1
+    assert max(abs(a - b) for (a, _), (b, _) in zip(ours, stock)) < 1e-4, (ours, stock)
+    calib_lm._calib_max_ids, keep = 3, calib_lm._calib_max_ids  # four options > 3: lm-eval's path
+    try:
+        again = calib_lm._loglikelihood_tokens(reqs[:8], disable_tqdm=True)
+        assert calib_lm.calib_request_counts["prompt_logprobs_requests"] == 8
+    finally:
+        calib_lm._calib_max_ids = keep
+    assert max(abs(a - b) for (a, _), (b, _) in zip(again, stock[:8])) < 1e-4
+
+
 # ----------------------------------------------------------------------------- generation
 def _captures(out, task):
     from calib_harness.capture.generation import get_capture

@@ -5,11 +5,20 @@ it, ``--model calib-vllm`` stops with a one-line error naming that target
 (:mod:`calib_harness.lm_models.vllm_entry`).
 
 Everything lm-eval's ``vllm`` model does stays as it is -- tokenisation, batching, stop sequences,
-log-likelihoods (``prompt_logprobs``), tensor / pipeline parallelism (``tensor_parallel_size``,
+log-likelihoods of multi-token continuations (``prompt_logprobs``), tensor / pipeline parallelism (``tensor_parallel_size``,
 ``pipeline_parallel_size`` go to ``vllm.LLM``) and data parallelism (``data_parallel_size``: lm-eval
 runs one engine per replica through Ray).  Only ``generate_until`` / ``_model_generate`` change: each
 generation request also asks for the sampled token's log-probability plus the top-``capture_topk``
 (:mod:`.topk` turns them into per-token figures).
+
+One-token continuations (the letters of MMLU-style multiple choice) are scored the cheap way: stock
+lm-eval sends one request per option, each the whole prompt plus the option with ``prompt_logprobs``
+(which also turns prefix caching off), so a 4-option question costs four full forward passes.
+``calib-vllm`` sends each distinct context once, with ``max_tokens=1``, greedy sampling and
+``logprob_token_ids`` = the option tokens: one forward pass gives every option's log-probability (the
+same numbers ``prompt_logprobs`` gives, from the same raw log-softmax) and ``is_greedy`` is "the greedy
+token is this option".  Contexts that would be truncated, and vLLM versions without
+``logprob_token_ids``, take lm-eval's own path.
 
 model_args of its own:
 
@@ -34,8 +43,12 @@ Usage: ``calib-lm-eval --model calib-vllm --model_args pretrained=smollm2-135m,d
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 
 from lm_eval.models.vllm_causallms import VLLM  # imports vllm
+from tqdm import tqdm
+from vllm import SamplingParams
+from vllm import sampling_params as _vllm_sp
 
 from calib_harness.outputs import CliError
 
@@ -68,6 +81,8 @@ class CalibVLLM(CaptureMixin, VLLM):
         kwargs["logprobs_mode"] = mode
         cap = int(kwargs.get("max_logprobs", 20))
         kwargs["max_logprobs"] = FULL_VOCAB if topk == FULL_VOCAB or cap == FULL_VOCAB else max(cap, topk)
+        # one next-token request scores at most this many distinct options
+        self._calib_max_ids = _MAX_IDS if kwargs["max_logprobs"] == FULL_VOCAB else min(_MAX_IDS, kwargs["max_logprobs"])
         super().__init__(*args, **kwargs)
 
     def _calib_decode(self, tokens):
@@ -89,6 +104,51 @@ class CalibVLLM(CaptureMixin, VLLM):
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
         self._refuse_raw_logits()
         return super().loglikelihood_rolling(requests, disable_tqdm=disable_tqdm)
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False):
+        """One engine request per distinct context for one-token continuations; the rest as lm-eval does."""
+        max_len = self.max_length - 1  # as lm-eval: vLLM needs room for one generated token
+        by_ctx: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        rest = []
+        for i, (_, ctx, cont) in enumerate(requests):
+            if _NEXT_TOKEN_OK and len(cont) == 1 and 1 <= len(ctx) < max_len:
+                by_ctx[tuple(ctx)].append(i)
+            else:
+                rest.append(i)
+        for ctx in [c for c, idx in by_ctx.items() if len({requests[i][2][0] for i in idx}) > self._calib_max_ids]:
+            rest.extend(by_ctx.pop(ctx))  # more distinct options than one request may score
+        out: list = [None] * len(requests)
+        if by_ctx:
+            self._next_token_scores(requests, by_ctx, out, disable_tqdm)
+        if rest:
+            for i, answer in zip(rest, super()._loglikelihood_tokens([requests[i] for i in rest], disable_tqdm)):
+                out[i] = answer
+        self.calib_request_counts = {"next_token_contexts": len(by_ctx),
+                                     "next_token_requests": len(requests) - len(rest), "prompt_logprobs_requests": len(rest)}
+        return out
+
+    def _next_token_scores(self, requests, by_ctx, out, disable_tqdm) -> None:
+        ctxs = sorted(by_ctx, key=lambda c: (-len(c), c))  # longest first, as lm-eval's Collator
+        step = int(self.batch_size) if self.batch_size != "auto" else len(ctxs)
+        pbar = tqdm(total=sum(map(len, by_ctx.values())), disable=disable_tqdm,
+                    desc="Running loglikelihood requests (one per context)")
+        for start in range(0, len(ctxs), step):
+            chunk = ctxs[start : start + step]
+            ids = [sorted({requests[i][2][0] for i in by_ctx[c]}) for c in chunk]
+            sps = [SamplingParams(temperature=0, max_tokens=1, logprob_token_ids=t, detokenize=False,
+                                  flat_logprobs=True) for t in ids]
+            # VLLM's own _model_generate (data-parallel replicas included), not our capturing override
+            outputs = VLLM._model_generate(self, [list(c) for c in chunk], generate=True, sampling_params=sps)
+            for c, o in zip(chunk, outputs, strict=True):
+                greedy, values = _next_token_values(o.outputs[0].logprobs)
+                for i in by_ctx[c]:
+                    cache_key, _, cont = requests[i]
+                    answer = (values[cont[0]], greedy == cont[0])
+                    out[i] = answer
+                    if cache_key is not None:
+                        self.cache_hook.add_partial("loglikelihood", cache_key, answer)
+                    pbar.update(1)
+        pbar.close()
 
     # ------------------------------------------------------------------ generation
     def _model_generate(self, requests, generate=False, sampling_params=None):
@@ -116,6 +176,18 @@ class CalibVLLM(CaptureMixin, VLLM):
         if self.think_end_token:
             raise NotImplementedError("calib-vllm: think_end_token is not supported (the figures would cover the thinking)")
         return self._calib_generate_until(super().generate_until, requests, disable_tqdm=disable_tqdm)
+
+
+_MAX_IDS = getattr(_vllm_sp, "MAX_LOGPROB_TOKEN_IDS", 128)
+_NEXT_TOKEN_OK = "logprob_token_ids" in getattr(SamplingParams, "__struct_fields__", ())
+
+
+def _next_token_values(logprobs) -> tuple[int, dict[int, float]]:
+    """(greedy token, {token id: log-probability}) of the one generated position: the sampled token
+    comes first, then the ``logprob_token_ids`` (which may repeat it)."""
+    a, b = logprobs.start_indices[0], logprobs.end_indices[0]
+    ids, vals = logprobs.token_ids, logprobs.logprobs
+    return int(ids[a]), {int(ids[j]): float(vals[j]) for j in range(a, b)}
 
 
 def _steps(logprobs, toks):
