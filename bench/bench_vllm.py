@@ -7,6 +7,9 @@ engine start time.
   generated texts of both arms must be identical.
 * Throughput: generated tokens/s of ``calib-vllm`` and of ``calib-hf`` on the first ``--hf-docs`` of
   those requests, and log-likelihood requests/s on ``calib_arc_easy`` (``--mc-docs`` docs).
+* MMLU letters (``--mmlu-docs`` calib_mmlu_astronomy questions, 0-shot): stock ``vllm`` (one
+  ``prompt_logprobs`` request per option) against ``calib-vllm`` (one request per question,
+  ``logprob_token_ids``), alternating; their scores must agree within 1e-4 and their greedy flags exactly.
 * Engine start: seconds to construct each engine (``enforce_eager`` by default: on the CPU build the
   torch.compile warm-up costs minutes on a small, loaded machine; ``--compile`` measures that arm).
 
@@ -56,6 +59,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds per arm")
     ap.add_argument("--hf-docs", type=int, default=1, help="docs for the calib-hf generation throughput (slow on CPU)")
     ap.add_argument("--mc-docs", type=int, default=10, help="calib_arc_easy docs for log-likelihood throughput")
+    ap.add_argument("--mmlu-docs", type=int, default=40, help="calib_mmlu_astronomy questions for the letters arm")
     ap.add_argument("--capture-topk", type=int, default=20, help="calib-vllm capture_topk (-1: whole vocabulary)")
     ap.add_argument("--compile", action="store_true", help="let vLLM torch.compile (default: enforce_eager)")
     ap.add_argument("--device", default="cpu", help="label for the results (cpu / gpu)")
@@ -76,6 +80,7 @@ def main(argv=None) -> dict:
     engine = dict(pretrained=path, dtype="float32", max_model_len=2048, seed=1234, enforce_eager=not a.compile)
     gen = build_requests("calib_gsm8k", a.limit)
     mc = build_requests("calib_arc_easy", a.mc_docs)
+    mmlu = build_requests("calib_mmlu_astronomy", a.mmlu_docs)
 
     stock, t_stock_start, _ = _timed(lambda: VLLM(**engine))
     calib, t_calib_start, _ = _timed(lambda: CalibVLLM(capture_topk=a.capture_topk, **engine))
@@ -99,6 +104,17 @@ def main(argv=None) -> dict:
         raise SystemExit("bench_vllm: calib-vllm and stock vllm generated different texts")
     gen_tokens = _n_tokens(calib, texts["calib"])
     ratio = statistics.median(walls["calib"]) / statistics.median(walls["stock"])
+
+    letters: dict[str, list[float]] = {"stock": [], "calib": []}
+    scores = {}
+    for arm in order:
+        lm = stock if arm == "stock" else calib
+        scores[arm], wall, _ = _timed(lambda: lm.loglikelihood(mmlu, disable_tqdm=True))
+        letters[arm].append(wall)
+    diff = max(abs(x[0] - y[0]) for x, y in zip(scores["stock"], scores["calib"]))
+    if diff > 1e-4 or [x[1] for x in scores["stock"]] != [y[1] for y in scores["calib"]]:
+        raise SystemExit(f"bench_vllm: MMLU letter scores differ between stock and calib-vllm (max {diff:.2e})")
+    letters_speedup = statistics.median(letters["stock"]) / statistics.median(letters["calib"])
 
     _, t_mc_vllm, _ = _timed(lambda: calib.loglikelihood(mc, disable_tqdm=True))
     hf_gen = gen[: a.hf_docs]
@@ -134,6 +150,9 @@ def main(argv=None) -> dict:
             "mc_requests": len(mc), "vllm_mc_s": t_mc_vllm, "hf_mc_s": t_mc_hf,
             "vllm_mc_requests_per_s": len(mc) / t_mc_vllm, "hf_mc_requests_per_s": len(mc) / t_mc_hf,
         },
+        "mmlu_letters": {"questions": a.mmlu_docs, "requests": len(mmlu), "stock_wall_s": letters["stock"],
+                         "calib_wall_s": letters["calib"], "speedup_median": letters_speedup,
+                         "max_abs_score_diff": diff, "greedy_identical": True},
         "start_s": {"vllm_stock": t_stock_start, "vllm_calib": t_calib_start, "hf": t_hf_start,
                     "mode": "torch.compile" if a.compile else "enforce_eager"},
     }
@@ -145,6 +164,9 @@ def main(argv=None) -> dict:
         ("capture CPU in this process", f"{res['overhead']['frontend_cpu_extra_ms_per_token']:+.2f} ms per generated token"),
         ("vLLM generation", f"{th['vllm_gen_tokens_per_s']:.1f} tokens/s ({gen_tokens} tokens, {a.limit} docs)"),
         ("hf generation", f"{th['hf_gen_tokens_per_s']:.1f} tokens/s ({hf_tokens} tokens, {a.hf_docs} docs; vLLM same docs {t_gen_vllm_small:.1f} s vs {t_gen_hf:.1f} s)"),
+        ("MMLU letters, one request per question", f"{letters_speedup:.2f}x faster than stock vllm "
+         f"({len(mmlu)} requests; {statistics.median(letters['calib']):.1f} s vs {statistics.median(letters['stock']):.1f} s; "
+         f"scores within {diff:.1e})"),
         ("log-likelihood requests/s", f"vLLM {th['vllm_mc_requests_per_s']:.2f}, hf {th['hf_mc_requests_per_s']:.2f} ({len(mc)} requests)"),
         ("engine start", f"stock {t_stock_start:.1f} s, calib {t_calib_start:.1f} s ({res['start_s']['mode']}); hf {t_hf_start:.1f} s"),
     ]

@@ -10,6 +10,7 @@
 # SmolLM2-135M is about 8x faster.  Run one model at a time: two share the cores badly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] && export PATH="$PWD/.venv/bin:$PATH"  # the project's venv (make install), if there is one
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)} TOKENIZERS_PARALLELISM=false
 DATA=${CALIB_HARNESS_SHARED_DATA:-../shared/data}
 LIMIT=${LIMIT:-1000}
@@ -52,12 +53,17 @@ fi
 
 # vLLM (`make vllm`; issue 14): every MMLU-Redux question (all 57 subjects, 5,700 questions less the
 # ones Redux cannot map to an MMLU test index), 0-shot, with each model of VLLM_MODELS; then GSM8K test
-# (1,319) and MBPP test (500) with GEN_MODELS.  Outputs under runs/vllm/; resumable (--use_cache per run,
-# requests are cached batch by batch).  Generation runs use capture_mode=raw_logits (mean raw logit exact,
-# log-likelihood requests refused; there are none) with the top-20 per token (log-prob / entropy marked
-# approximate; CAPTURE_TOPK=-1 for exact, slower).  CPU build: VLLM_CPU_KVCACHE_SPACE GiB of KV cache.
+# (1,319) and MBPP test (500) with GEN_MODELS (GEN_LIMIT=N: the first N docs of each).  Outputs under
+# runs/vllm/; resumable (--use_cache per run, requests are cached batch by batch: rerun the same command,
+# or a larger GEN_LIMIT, to continue).  MMLU letters cost one forward pass per question (calib-vllm scores
+# one-token options from one request).  Generation runs use capture_mode=raw_logits (mean raw logit
+# exact, log-likelihood requests refused; there are none) with the top-20 per token (log-prob / entropy
+# marked approximate; CAPTURE_TOPK=-1 for exact, slower).  enforce_eager: on the CPU build torch.compile
+# only adds start time (bench/bench_vllm_compile.py).  CPU build: VLLM_CPU_KVCACHE_SPACE GiB of KV cache.
+# Measured throughput on 2 cores: docs/RESULTS.md, "vLLM runs".
 #   VLLM=1 ARC=0 scripts/make_real_runs.sh
 #   VLLM=1 ARC=0 VLLM_MODELS=smollm2-135m GEN_MODELS= scripts/make_real_runs.sh     one model, MMLU only
+#   VLLM=1 ARC=0 VLLM_MODELS= GEN_MODELS=qwen2.5-coder-0.5b GEN_LIMIT=250 scripts/make_real_runs.sh
 if [ "${VLLM:-0}" = 1 ]; then
   export VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-4}
   VLLM_MODELS=${VLLM_MODELS-"smollm2-135m qwen2.5-coder-0.5b qwen2.5-coder-1.5b"}
