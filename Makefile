@@ -56,7 +56,7 @@ chromium:   ## the report test renders the HTML in a real headless browser
 test: install vllm docker chromium
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
-bench: install docker
+bench: install docker vllm   ## bench_vllm*.py need vLLM
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean-venv:

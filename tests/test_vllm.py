@@ -18,6 +18,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytestmark = pytest.mark.slow
 
@@ -160,6 +162,16 @@ def test_one_token_continuations_take_one_request_per_context(calib_lm):
     finally:
         calib_lm._calib_max_ids = keep
     assert max(abs(a - b) for (a, _), (b, _) in zip(again, stock[:8])) < 1e-4
+
+    # any order of the requests: each gets its own answer back
+    @settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.permutations(range(len(reqs))))
+    def same_answers_in_any_order(perm):
+        shuffled = calib_lm._loglikelihood_tokens([reqs[i] for i in perm], disable_tqdm=True)
+        for j, i in enumerate(perm):
+            assert shuffled[j][1] == ours[i][1] and abs(shuffled[j][0] - ours[i][0]) < 1e-4, (i, shuffled[j], ours[i])
+
+    same_answers_in_any_order()
 
 
 # ----------------------------------------------------------------------------- generation
