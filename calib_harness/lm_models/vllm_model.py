@@ -5,9 +5,9 @@ it, ``--model calib-vllm`` stops with a one-line error naming that target
 (:mod:`calib_harness.lm_models.vllm_entry`).
 
 Everything lm-eval's ``vllm`` model does stays as it is -- tokenisation, batching, stop sequences,
-log-likelihoods of multi-token continuations (``prompt_logprobs``), tensor / pipeline parallelism (``tensor_parallel_size``,
-``pipeline_parallel_size`` go to ``vllm.LLM``) and data parallelism (``data_parallel_size``: lm-eval
-runs one engine per replica through Ray).  Only ``generate_until`` / ``_model_generate`` change: each
+log-likelihoods of multi-token continuations (``prompt_logprobs``), tensor / pipeline parallelism
+(``tensor_parallel_size``, ``pipeline_parallel_size`` go to ``vllm.LLM``) and data parallelism
+(``data_parallel_size``: lm-eval runs one engine per replica through Ray).  Only ``generate_until`` / ``_model_generate`` change: each
 generation request also asks for the sampled token's log-probability plus the top-``capture_topk``
 (:mod:`.topk` turns them into per-token figures).
 
@@ -123,8 +123,8 @@ class CalibVLLM(CaptureMixin, VLLM):
         if rest:
             for i, answer in zip(rest, super()._loglikelihood_tokens([requests[i] for i in rest], disable_tqdm)):
                 out[i] = answer
-        self.calib_request_counts = {"next_token_contexts": len(by_ctx),
-                                     "next_token_requests": len(requests) - len(rest), "prompt_logprobs_requests": len(rest)}
+        self.calib_request_counts = {"next_token_contexts": len(by_ctx), "next_token_requests": len(requests) - len(rest),
+                                     "prompt_logprobs_requests": len(rest)}  # of the last call; read by the tests
         return out
 
     def _next_token_scores(self, requests, by_ctx, out, disable_tqdm) -> None:
