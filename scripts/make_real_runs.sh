@@ -63,11 +63,12 @@ fi
 # Measured throughput on 2 cores: docs/RESULTS.md, "vLLM runs".
 #   VLLM=1 ARC=0 scripts/make_real_runs.sh
 #   VLLM=1 ARC=0 VLLM_MODELS=smollm2-135m GEN_MODELS= scripts/make_real_runs.sh     one model, MMLU only
-#   VLLM=1 ARC=0 VLLM_MODELS= GEN_MODELS=qwen2.5-coder-0.5b GEN_LIMIT=250 scripts/make_real_runs.sh
+#   VLLM=1 ARC=0 VLLM_MODELS= GEN_MODELS=qwen2.5-coder-0.5b GEN_TASKS=calib_gsm8k GEN_LIMIT=128 scripts/make_real_runs.sh
 if [ "${VLLM:-0}" = 1 ]; then
   export VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-4}
   VLLM_MODELS=${VLLM_MODELS-"smollm2-135m qwen2.5-coder-0.5b qwen2.5-coder-1.5b"}
   GEN_MODELS=${GEN_MODELS-"qwen2.5-coder-0.5b qwen2.5-coder-1.5b"}
+  GEN_TASKS=${GEN_TASKS:-"calib_gsm8k calib_mbpp"}
   ENGINE="dtype=float32,max_model_len=4096,enforce_eager=True"
   SAMPLES=runs/vllm/mmlu_redux_samples_all.json
   mkdir -p runs/vllm/cache
@@ -88,7 +89,7 @@ PY
       --use_cache runs/vllm/cache/mmlu_redux_$m --output_path runs/vllm/mmlu_redux/$m --log_samples
   done
   for m in $GEN_MODELS; do
-    for t in calib_gsm8k calib_mbpp; do
+    for t in $GEN_TASKS; do
       calib-lm-eval --model calib-vllm \
         --model_args pretrained=$m,$ENGINE,capture_mode=raw_logits,capture_topk=${CAPTURE_TOPK:-20} \
         --tasks $t --data_dir "$DATA" --batch_size 64 ${GEN_LIMIT:+--limit $GEN_LIMIT} \
