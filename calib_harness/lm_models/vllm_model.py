@@ -115,11 +115,12 @@ class CalibVLLM(CaptureMixin, VLLM):
                 by_ctx[tuple(ctx)].append(i)
             else:
                 rest.append(i)
-        for ctx in [c for c, idx in by_ctx.items() if len({requests[i][2][0] for i in idx}) > self._calib_max_ids]:
+        option_ids = {c: sorted({requests[i][2][0] for i in idx}) for c, idx in by_ctx.items()}
+        for ctx in [c for c, ids in option_ids.items() if len(ids) > self._calib_max_ids]:
             rest.extend(by_ctx.pop(ctx))  # more distinct options than one request may score
         out: list = [None] * len(requests)
         if by_ctx:
-            self._next_token_scores(requests, by_ctx, out, disable_tqdm)
+            self._next_token_scores(requests, by_ctx, option_ids, out, disable_tqdm)
         if rest:
             for i, answer in zip(rest, super()._loglikelihood_tokens([requests[i] for i in rest], disable_tqdm)):
                 out[i] = answer
@@ -127,16 +128,15 @@ class CalibVLLM(CaptureMixin, VLLM):
                                      "prompt_logprobs_requests": len(rest)}  # of the last call; read by the tests
         return out
 
-    def _next_token_scores(self, requests, by_ctx, out, disable_tqdm) -> None:
+    def _next_token_scores(self, requests, by_ctx, option_ids, out, disable_tqdm) -> None:
         ctxs = sorted(by_ctx, key=lambda c: (-len(c), c))  # longest first, as lm-eval's Collator
         step = int(self.batch_size) if self.batch_size != "auto" else len(ctxs)
         pbar = tqdm(total=sum(map(len, by_ctx.values())), disable=disable_tqdm,
                     desc="Running loglikelihood requests (one per context)")
         for start in range(0, len(ctxs), step):
             chunk = ctxs[start : start + step]
-            ids = [sorted({requests[i][2][0] for i in by_ctx[c]}) for c in chunk]
-            sps = [SamplingParams(temperature=0, max_tokens=1, logprob_token_ids=t, detokenize=False,
-                                  flat_logprobs=True) for t in ids]
+            sps = [SamplingParams(temperature=0, max_tokens=1, logprob_token_ids=option_ids[c], detokenize=False,
+                                  flat_logprobs=True) for c in chunk]
             # VLLM's own _model_generate (data-parallel replicas included), not our capturing override
             outputs = VLLM._model_generate(self, [list(c) for c in chunk], generate=True, sampling_params=sps)
             for c, o in zip(chunk, outputs, strict=True):
