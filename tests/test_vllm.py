@@ -278,6 +278,30 @@ def test_request_cache_returns_the_figures(calib_lm, tmp_path):
     assert a["features"] == b["features"] and a["output"] == b["output"]
 
 
+def test_a_killed_run_resumes_from_what_it_filed(calib_lm, tmp_path):
+    """Each answer is filed as it finishes, under the key ``--use_cache`` looks it up by.  lm-eval's
+    VLLM files it under its normalised kwargs (``until`` + EOS), which no lookup finds, so a run
+    killed before CachingLM's end-of-run write started over."""
+    from lm_eval.api.instance import Instance
+    from lm_eval.api.model import CacheHook, CachingLM, hash_args
+
+    from calib_harness.capture.generation import get_capture
+
+    kw = {"until": ["\n"], "max_gen_toks": 8}
+    reqs = [Instance("generate_until", {}, (p, dict(kw)), i) for i, p in enumerate(["Q: 2+2=?\nA:", "Hello"])]
+    cache = CachingLM(calib_lm, str(tmp_path / "cache.db"))  # sets the model's cache hook
+    try:
+        outs = calib_lm.generate_until(reqs)  # the model alone: as if killed before CachingLM's own write
+        for req, out in zip(reqs, outs):
+            key = hash_args("generate_until", req.args)
+            assert key in cache.dbdict, f"no cache entry under the request's own args for {req.args[0]!r}"
+            hit = cache.dbdict[key]
+            assert str(hit) == str(out) and get_capture(hit) == get_capture(out)
+    finally:
+        calib_lm.set_cache_hook(CacheHook(None))
+        cache.dbdict.close()
+
+
 # ----------------------------------------------------------------------------- raw_logits mode
 @pytest.fixture(scope="module")
 def raw_logits_lm(model_path, calib_lm, mixed):

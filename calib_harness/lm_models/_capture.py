@@ -10,6 +10,12 @@ it.  Afterwards each returned plain string is replaced by its annotated twin, ma
 and text (preferring the same generation kwargs), so lm-eval's reordering (``Collator``) cannot mix
 rows up.  The context is the key because the backends do not hand the hook the request's own
 kwargs: ``VLLM.generate_until`` passes its normalised ones (``until`` + EOS, ``max_gen_toks``).
+
+The same mismatch would break resuming: ``--use_cache`` looks a request up by its own args, so a
+partial result filed under the normalised kwargs is never found again, and a run killed before
+its end (when ``CachingLM`` writes everything) starts over.  The hook therefore files each result
+under the args of the request that has that context (``calib-hf`` already passes them); only when
+one context comes with several different kwargs does it keep what the backend gave.
 """
 
 from __future__ import annotations
@@ -41,9 +47,19 @@ def _kwargs_key(req: Any) -> str:
 
 
 class _CaptureHook:
-    def __init__(self, lm: "CaptureMixin", real: Any) -> None:
+    def __init__(self, lm: "CaptureMixin", real: Any, requests) -> None:
         self.lm, self.real = lm, real
         self.done: dict[str, deque] = defaultdict(deque)
+        self.args_of: dict[str, list] = defaultdict(list)  # context -> the requests' own args
+        for req in requests:
+            self.args_of[_key(req.args)].append(req.args)
+
+    def _cache_args(self, req: Any) -> Any:
+        """The args ``CachingLM`` will look this result up by (see the module docstring)."""
+        own = self.args_of.get(_key(req), [])
+        if req in own or len({_kwargs_key(a) for a in own}) != 1:
+            return req
+        return own[0]
 
     def add_partial(self, attr: str, req: Any, res: Any) -> None:
         if attr == "generate_until" and isinstance(res, str):
@@ -53,7 +69,7 @@ class _CaptureHook:
             res = GeneratedText(res, cap)
             self.done[_key(req)].append((_kwargs_key(req), res))
         if self.real is not None:
-            self.real.add_partial(attr, req, res)
+            self.real.add_partial(attr, self._cache_args(req) if attr == "generate_until" else req, res)
 
 
 class CaptureMixin:
@@ -79,7 +95,7 @@ class CaptureMixin:
 
     def _calib_generate_until(self, parent: Callable, requests, disable_tqdm: bool = False):
         real = getattr(self, "cache_hook", None)
-        hook = _CaptureHook(self, real)
+        hook = _CaptureHook(self, real, requests)
         self.cache_hook = hook
         self._calib_rows, self._calib_next = [], 0
         try:
