@@ -50,16 +50,11 @@ class _CaptureHook:
     def __init__(self, lm: "CaptureMixin", real: Any, requests) -> None:
         self.lm, self.real = lm, real
         self.done: dict[str, deque] = defaultdict(deque)
-        self.args_of: dict[str, list] = defaultdict(list)  # context -> the requests' own args
+        # context -> the requests' own args, for contexts whose requests all share one set of kwargs
+        by_context: dict[str, dict[str, Any]] = defaultdict(dict)
         for req in requests:
-            self.args_of[_key(req.args)].append(req.args)
-
-    def _cache_args(self, req: Any) -> Any:
-        """The args ``CachingLM`` will look this result up by (see the module docstring)."""
-        own = self.args_of.get(_key(req), [])
-        if req in own or len({_kwargs_key(a) for a in own}) != 1:
-            return req
-        return own[0]
+            by_context[_key(req.args)][_kwargs_key(req.args)] = req.args
+        self.own_args = {ctx: next(iter(a.values())) for ctx, a in by_context.items() if len(a) == 1}
 
     def add_partial(self, attr: str, req: Any, res: Any) -> None:
         if attr == "generate_until" and isinstance(res, str):
@@ -69,7 +64,9 @@ class _CaptureHook:
             res = GeneratedText(res, cap)
             self.done[_key(req)].append((_kwargs_key(req), res))
         if self.real is not None:
-            self.real.add_partial(attr, self._cache_args(req) if attr == "generate_until" else req, res)
+            # filed under the args CachingLM looks the result up by (see the module docstring)
+            own = self.own_args.get(_key(req), req) if attr == "generate_until" else req
+            self.real.add_partial(attr, own, res)
 
 
 class CaptureMixin:
