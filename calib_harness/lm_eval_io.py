@@ -38,7 +38,7 @@ from calib_harness.capture.payload import PAYLOAD_METRIC
 from calib_harness.models import SHIPPED_MODELS, cache_dir
 from calib_harness.readers.stock import record_from_stock_sample
 from calib_harness.readers.table import TABLE_SUFFIXES, read_table
-from calib_harness.records import RECORDS_FILENAME, RecordError, Run, SampleRecord, load_records_jsonl
+from calib_harness.records import RECORDS_FILENAME, RecordError, Run, SampleRecord, load_records_jsonl, name_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ def load_lm_eval_folder(
         "samples_files": {t: str(f) for t, f in files.items()},
         "scoring": scoring,
     }
-    logger.info("read %d records of %s from %s (%s)", len(records), name, folder, ", ".join(files))
+    logger.info("read %d records of %s from %s (%s)", len(records), name, folder, name_tasks(files))
     return Run(name, records, source=str(folder), meta=meta)
 
 

@@ -233,6 +233,18 @@ class SampleRecord:
         return cls(**d)
 
 
+def name_tasks(tasks: Iterable[str], head: int = 3) -> str:
+    """Task names for a log line or a table title: all of them when few, else a count and the ends.
+
+    ``name_tasks(["calib_mmlu_anatomy", ...57 subjects])`` ->
+    ``"57 tasks: calib_mmlu_abstract_algebra, calib_mmlu_anatomy, calib_mmlu_astronomy, ..., calib_mmlu_world_religions"``.
+    """
+    names = sorted(set(tasks))
+    if len(names) <= head + 1:
+        return ", ".join(names)
+    return f"{len(names)} tasks: {', '.join(names[:head])}, ..., {names[-1]}"
+
+
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """Numerically stable softmax that ignores ``-inf`` / ``nan`` padding."""
     x = np.asarray(x, dtype=np.float64)

@@ -159,6 +159,23 @@ def test_calibrate_an_lm_eval_output_folder(fixtures_dir, tmp_path, capsys):
     assert all(r.confidence == pytest.approx(r.option_probs.max(), abs=1e-9) for r in recs.records)
 
 
+def test_a_run_over_many_tasks_is_named_by_count_not_by_every_task(easy_dir, tmp_path, capsys):
+    """57 MMLU subjects in one run made the table title a wall of names; it gives the count and the ends."""
+    import dataclasses
+
+    from calib_harness.records import Run
+
+    run = load_records_jsonl(easy_dir / "records.jsonl")
+    subjects = [f"calib_mmlu_subject_{i:02d}" for i in range(8)]
+    many = Run(run.model, [dataclasses.replace(r, task=subjects[i % 8]) for i, r in enumerate(run.records)], "fixture")
+    src = tmp_path / "many_tasks"
+    many.save(src / "records.jsonl")
+    assert run_cli([str(src), "--method", "platt", "--bins", "5", "--no-plots"]) == 0
+    title = next(line for line in capsys.readouterr().out.splitlines() if " samples, 5 equal-count bins" in line)
+    assert "8 tasks: calib_mmlu_subject_00, calib_mmlu_subject_01, calib_mmlu_subject_02, ..., calib_mmlu_subject_07" in title
+    assert "calib_mmlu_subject_04" not in title
+
+
 # -- guards, intervals, degenerate inputs (issue 15) ----------------------------------------
 
 

@@ -49,7 +49,7 @@ from calib_harness.calibration import (
     evaluate_split,
     split_indices,
 )
-from calib_harness.records import RECORDS_FILENAME, Run
+from calib_harness.records import RECORDS_FILENAME, Run, name_tasks
 
 TABLE_METRICS = [
     ("ece", "ECE"),
@@ -324,7 +324,7 @@ def run(args: argparse.Namespace) -> int:
     write_json(out / "metrics.json", _explain_nulls(summary), indent=2)
     out_dir.finish()
     written.append(out / "metrics.json")
-    render_table(rows, f"{run_a.model} on {', '.join(run_a.tasks)}: {len(run_a)} samples, {n_bins} equal-count bins")
+    render_table(rows, f"{run_a.model} on {name_tasks(run_a.tasks)}: {len(run_a)} samples, {n_bins} equal-count bins")
     print_warnings(warnings)
     for w in written:
         print(f"wrote {w}")
