@@ -366,9 +366,13 @@ def align(*runs: Run, on_mismatch: str = "error") -> list[Run]:
             if ks != common
         )
         task_sets = [set(r.tasks) for r in runs]
+        shared = set.intersection(*task_sets)
         hint = ""
-        if any(ts != task_sets[0] for ts in task_sets):
-            hint = f" Tasks differ: {[sorted(ts) for ts in task_sets]}."
+        if any(ts != shared for ts in task_sets):  # name only the tasks not in every run
+            only = "; ".join(
+                f"{r.model!r} also has {name_tasks(ts - shared)}" for r, ts in zip(runs, task_sets) if ts - shared
+            )
+            hint = f" Tasks differ: {only} ({len(shared)} tasks in every run)."
         raise RecordError(f"runs cover different documents: {details}.{hint} Pass --intersect (Python: on_mismatch='intersect') to keep the common ones.")
     if not common:
         raise RecordError("runs share no (task, doc_id) keys")

@@ -53,6 +53,17 @@ def test_align_different_tasks_is_named():
         align(a, b)
 
 
+def test_align_names_only_the_tasks_that_differ():
+    subjects = [f"calib_mmlu_s{i:02d}" for i in range(57)]
+    a = Run("a", [rec(1, model="a", task=t) for t in subjects])
+    b = Run("b", [rec(1, model="b", task=t) for t in subjects[:-1]])
+    with pytest.raises(RecordError) as e:
+        align(a, b)
+    msg = str(e.value)
+    assert "Tasks differ: 'a' also has calib_mmlu_s56 (56 tasks in every run)." in msg
+    assert "calib_mmlu_s00" not in msg  # not every task of both runs
+
+
 def test_align_refuses_same_id_different_prompt():
     a = Run("a", [rec(1, model="a", prompt="What is 2+2?")])
     b = Run("b", [rec(1, model="b", prompt="Name a colour.")])
