@@ -13,7 +13,7 @@
 #       (scripts/gpu_determinism.py).
 #  2. vLLM's CUDA build (`make vllm` picks it): the calib-vllm exactness tests on the GPU (tests/test_vllm.py)
 #     and calib-vllm vs stock vllm (bench/bench_vllm.py).  SKIP_VLLM=1 skips it (a machine without PyPI).
-# PYTHON names the interpreter (default: the project's .venv).  Usage: bash scripts/gpu_check.sh
+# PYTHON names the interpreter (default: the project's .venv, from `make install`).  Usage: bash scripts/gpu_check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v nvidia-smi >/dev/null && nvidia-smi -L | grep -q '^GPU' || { echo "gpu_check: no NVIDIA GPU here" >&2; exit 1; }
