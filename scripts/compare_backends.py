@@ -3,9 +3,9 @@
 Per document: the same prediction? For multiple choice, how far apart are the option scores; for
 generation, is the output text the same, and how far apart are the token figures (mean / summed
 log-prob, mean raw logit, mean entropy, n tokens) on the documents whose text is the same.  Prints one
-JSON object and writes it with ``--out``.
+JSON object and writes it with ``-o/--output``.
 
-    python scripts/compare_backends.py runs/mmlu_redux_v2/smollm2-135m gpu_check/mmlu_cuda -o cmp.json
+    python scripts/compare_backends.py runs/mmlu_redux_v2/smollm2-135m gpu_check/mmlu_redux/smollm2-135m -o cmp.json
 """
 
 from __future__ import annotations
