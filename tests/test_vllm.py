@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gc
 import json
-import math
 import os
 import subprocess
 import sys
@@ -20,14 +19,14 @@ import sys
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from vllm_helpers import (ENGINE, by_doc, captures, device, evaluate, hf_teacher_forced, load_hf_model, option_scores,
+                          shutdown)
 
 pytestmark = pytest.mark.slow
 
 MC_TASKS = ["calib_arc_easy", "calib_mmlu_astronomy"]
 GEN_TASKS = ["calib_gsm8k", "calib_mbpp"]
 LIMIT_MC, LIMIT_GEN = 8, 2
-ENGINE = dict(dtype="float32", max_model_len=2048, seed=1234, enforce_eager=True,
-              gpu_memory_utilization=float(os.environ.get("CALIB_TEST_GPU_MEM", "0.3")))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -45,52 +44,23 @@ def model_path(smollm2_path):
     return smollm2_path
 
 
-def _device() -> str:
-    from vllm.platforms import current_platform
-
-    return "cuda" if current_platform.is_cuda() else "cpu"
-
-
-def _evaluate(lm, tasks, limit, **kw):
-    from lm_eval import simple_evaluate
-
-    return simple_evaluate(model=lm, tasks=tasks, limit=limit, log_samples=True, bootstrap_iters=0, **kw)
-
-
-def _shutdown(lm) -> None:
-    engine = getattr(getattr(lm, "model", None), "llm_engine", None)
-    core = getattr(engine, "engine_core", None)
-    if core is not None and hasattr(core, "shutdown"):
-        core.shutdown()
-    del lm
-    gc.collect()
-
-
-def _by_doc(out, task):
-    return {s["doc_id"]: s for s in out["samples"][task]}
-
-
-def _option_scores(sample):
-    return [float(r[0]) for r in sample["filtered_resps"]]
-
-
 @pytest.fixture(scope="module")
 def stock_mc(model_path):
     from lm_eval.models.vllm_causallms import VLLM
 
     lm = VLLM(pretrained=model_path, **ENGINE)
     try:
-        return _evaluate(lm, MC_TASKS, LIMIT_MC)
+        return evaluate(lm, MC_TASKS, LIMIT_MC)
     finally:
-        _shutdown(lm)
+        shutdown(lm)
 
 
 @pytest.fixture(scope="module")
 def hf_mc(model_path):
     from calib_harness.lm_models import CalibHFLM
 
-    lm = CalibHFLM(pretrained=model_path, dtype="float32", batch_size=8, device=_device())
-    out = _evaluate(lm, MC_TASKS, LIMIT_MC)
+    lm = CalibHFLM(pretrained=model_path, dtype="float32", batch_size=8, device=device())
+    out = evaluate(lm, MC_TASKS, LIMIT_MC)
     del lm
     gc.collect()
     return out
@@ -102,23 +72,23 @@ def calib_lm(model_path, stock_mc, hf_mc):  # after the others: one engine alive
 
     lm = CalibVLLM(pretrained=model_path, capture_topk=-1, **ENGINE)
     yield lm
-    _shutdown(lm)
+    shutdown(lm)
 
 
 @pytest.fixture(scope="module")
 def mixed(calib_lm):
     """One run, one engine, MC and generation tasks together."""
-    return _evaluate(calib_lm, MC_TASKS + GEN_TASKS, None, samples={t: list(range(LIMIT_MC if t in MC_TASKS else LIMIT_GEN))
-                                                                       for t in MC_TASKS + GEN_TASKS})
+    return evaluate(calib_lm, MC_TASKS + GEN_TASKS, None, samples={t: list(range(LIMIT_MC if t in MC_TASKS else LIMIT_GEN))
+                                                                      for t in MC_TASKS + GEN_TASKS})
 
 
 # ----------------------------------------------------------------------------- multiple choice
 @pytest.mark.parametrize("task", MC_TASKS)
 def test_mc_identical_to_stock_vllm_and_calib_hf(task, mixed, stock_mc, hf_mc):
-    ours, stock, hf = _by_doc(mixed, task), _by_doc(stock_mc, task), _by_doc(hf_mc, task)
+    ours, stock, hf = by_doc(mixed, task), by_doc(stock_mc, task), by_doc(hf_mc, task)
     assert sorted(ours) == sorted(stock) == sorted(hf) == list(range(LIMIT_MC))
     for d in ours:
-        o, s, h = _option_scores(ours[d]), _option_scores(stock[d]), _option_scores(hf[d])
+        o, s, h = option_scores(ours[d]), option_scores(stock[d]), option_scores(hf[d])
         pred = max(range(len(o)), key=o.__getitem__)
         assert pred == max(range(len(s)), key=s.__getitem__) == max(range(len(h)), key=h.__getitem__), (task, d, o, h)
         assert ours[d]["acc"] == stock[d]["acc"] == hf[d]["acc"]
@@ -175,17 +145,6 @@ def test_one_token_continuations_take_one_request_per_context(calib_lm):
 
 
 # ----------------------------------------------------------------------------- generation
-def _captures(out, task):
-    from calib_harness.capture.generation import get_capture
-
-    caps = []
-    for s in sorted(out["samples"][task], key=lambda s: s["doc_id"]):
-        cap = get_capture(s["resps"][0][0])
-        assert cap is not None, "the response lost its token figures"
-        caps.append((s, cap))
-    return caps
-
-
 def _teacher_forced(lm, context: str, tokens: list[int]) -> list[float]:
     """Log-probability of each given token after the context, scored as a prompt by the same engine
     (``prompt_logprobs``: no sampling path involved)."""
@@ -199,27 +158,12 @@ def _teacher_forced(lm, context: str, tokens: list[int]) -> list[float]:
 
 @pytest.fixture(scope="module")
 def hf_model(model_path):
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(_device()).eval()
-
-
-def _hf_teacher_forced(hf_model, ctx: list[int], tokens: list[int]):
-    """Raw logit, log-probability and entropy (whole vocabulary) of each token, from transformers."""
-    import torch
-
-    with torch.no_grad():
-        logits = hf_model(torch.tensor([ctx + tokens], device=hf_model.device)).logits[0, len(ctx) - 1 : -1].float().cpu()
-    logp = torch.log_softmax(logits, -1)
-    idx = torch.tensor(tokens).view(-1, 1)
-    ent = -(logp.exp() * logp).sum(-1)
-    return logits.gather(1, idx).squeeze(1), logp.gather(1, idx).squeeze(1), ent
+    return load_hf_model(model_path)
 
 
 @pytest.mark.parametrize("task", GEN_TASKS)
 def test_generation_figures_match_teacher_forcing(task, mixed, calib_lm, hf_model):
-    caps = _captures(mixed, task)
+    caps = captures(mixed, task)
     assert len(caps) == LIMIT_GEN
     for s, cap in caps:
         feats = s["ece"]["features"]
@@ -233,7 +177,7 @@ def test_generation_figures_match_teacher_forcing(task, mixed, calib_lm, hf_mode
         assert abs(feats["sum_logprob"] - sum(lps)) < 1e-4, (feats["sum_logprob"], sum(lps))
         assert abs(feats["mean_logprob"] - sum(lps) / n) < 1e-4
         # entropy over the whole vocabulary (capture_topk=-1), against transformers' own forward pass
-        _, hf_lp, hf_ent = _hf_teacher_forced(hf_model, calib_lm.tok_encode(s["arguments"][0][0]), cap["tokens"])
+        _, hf_lp, hf_ent = hf_teacher_forced(hf_model, calib_lm.tok_encode(s["arguments"][0][0]), cap["tokens"])
         assert abs(feats["mean_entropy"] - hf_ent.mean().item()) < 1e-3, (feats["mean_entropy"], hf_ent.mean().item())
         assert abs(feats["mean_logprob"] - hf_lp.mean().item()) < 1e-3
         # raw logits do not exist in raw_logprobs mode: absent with the reason, never NaN
@@ -272,8 +216,8 @@ def test_reordered_requests_keep_their_own_figures(calib_lm):
 
 
 def test_request_cache_returns_the_figures(calib_lm, tmp_path):
-    first = _evaluate(calib_lm, ["calib_gsm8k"], 1, use_cache=str(tmp_path / "cache"))
-    again = _evaluate(calib_lm, ["calib_gsm8k"], 1, use_cache=str(tmp_path / "cache"))
+    first = evaluate(calib_lm, ["calib_gsm8k"], 1, use_cache=str(tmp_path / "cache"))
+    again = evaluate(calib_lm, ["calib_gsm8k"], 1, use_cache=str(tmp_path / "cache"))
     a, b = first["samples"]["calib_gsm8k"][0]["ece"], again["samples"]["calib_gsm8k"][0]["ece"]
     assert a["features"] == b["features"] and a["output"] == b["output"]
 
@@ -307,28 +251,28 @@ def test_a_killed_run_resumes_from_what_it_filed(calib_lm, tmp_path):
 def raw_logits_lm(model_path, calib_lm, mixed):
     from calib_harness.lm_models.vllm_entry import CalibVLLM
 
-    _shutdown(calib_lm)
+    shutdown(calib_lm)
     lm = CalibVLLM(pretrained=model_path, capture_mode="raw_logits", capture_topk=-1, **ENGINE)
     yield lm
-    _shutdown(lm)
+    shutdown(lm)
 
 
 def test_raw_logits_mode_gives_exact_mean_logit_and_refuses_loglikelihoods(raw_logits_lm, mixed, hf_model):
     from calib_harness.capture.generation import get_capture
     from calib_harness.outputs import CliError
 
-    out = _evaluate(raw_logits_lm, ["calib_gsm8k"], LIMIT_GEN)
+    out = evaluate(raw_logits_lm, ["calib_gsm8k"], LIMIT_GEN)
     ref = {s["doc_id"]: s["ece"]["features"] for s in mixed["samples"]["calib_gsm8k"]}
     for s in out["samples"]["calib_gsm8k"]:
         cap, feats = get_capture(s["resps"][0][0]), s["ece"]["features"]
-        raw, _, _ = _hf_teacher_forced(hf_model, raw_logits_lm.tok_encode(s["arguments"][0][0]), cap["tokens"])
+        raw, _, _ = hf_teacher_forced(hf_model, raw_logits_lm.tok_encode(s["arguments"][0][0]), cap["tokens"])
         assert abs(feats["mean_logit"] - raw.mean().item()) < 1e-3, (feats["mean_logit"], raw.mean().item())
         # same greedy text as the raw_logprobs engine, and the same (exact) log-probabilities
         assert cap["text"] == mixed_text(mixed, s["doc_id"])
         assert abs(feats["mean_logprob"] - ref[s["doc_id"]]["mean_logprob"]) < 1e-4
         assert abs(feats["mean_entropy"] - ref[s["doc_id"]]["mean_entropy"]) < 1e-4
     with pytest.raises(CliError, match="corrupt every log-likelihood"):
-        _evaluate(raw_logits_lm, ["calib_arc_easy"], 2)
+        evaluate(raw_logits_lm, ["calib_arc_easy"], 2)
 
 
 def mixed_text(mixed, doc_id):

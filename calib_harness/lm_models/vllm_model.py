@@ -7,7 +7,8 @@ it, ``--model calib-vllm`` stops with a one-line error naming that target
 Everything lm-eval's ``vllm`` model does stays as it is -- tokenisation, batching, stop sequences,
 log-likelihoods of multi-token continuations (``prompt_logprobs``), tensor / pipeline parallelism
 (``tensor_parallel_size``, ``pipeline_parallel_size`` go to ``vllm.LLM``) and data parallelism
-(``data_parallel_size``: lm-eval runs one engine per replica through Ray).  Only ``generate_until`` / ``_model_generate`` change: each
+(``data_parallel_size``: lm-eval runs one engine per replica through Ray; ``tests/test_vllm_parallel.py``
+runs all three on the CPU build).  Only ``generate_until`` / ``_model_generate`` change: each
 generation request also asks for the sampled token's log-probability plus the top-``capture_topk``
 (:mod:`.topk` turns them into per-token figures).
 
@@ -78,6 +79,7 @@ class CalibVLLM(CaptureMixin, VLLM):
             raise CliError(f"calib-vllm: capture_topk must be >= 1 or -1 (whole vocabulary), got {topk}")
         self._calib_mode, self._calib_topk = mode, topk
         self._calib_approx, self._calib_absent = approx_and_absent(mode, topk)
+        _refuse_eager_pipeline_on_cpu(kwargs)
         kwargs["logprobs_mode"] = mode
         cap = int(kwargs.get("max_logprobs", 20))
         kwargs["max_logprobs"] = FULL_VOCAB if topk == FULL_VOCAB or cap == FULL_VOCAB else max(cap, topk)
@@ -176,6 +178,19 @@ class CalibVLLM(CaptureMixin, VLLM):
         if self.think_end_token:
             raise NotImplementedError("calib-vllm: think_end_token is not supported (the figures would cover the thinking)")
         return self._calib_generate_until(super().generate_until, requests, disable_tqdm=disable_tqdm)
+
+
+def _refuse_eager_pipeline_on_cpu(kwargs) -> None:
+    """vLLM's CPU build (0.32.0) allocates the buffers a later pipeline stage receives into only while it
+    warms up the compiled model; with ``enforce_eager`` it skips that, and the engine dies on its first
+    batch (``AssertionError`` in ``sync_and_gather_intermediate_tensors``).  One line instead."""
+    eager = str(kwargs.get("enforce_eager", False)).lower() == "true"
+    if eager and int(kwargs.get("pipeline_parallel_size", 1)) > 1:
+        from vllm.platforms import current_platform
+
+        if current_platform.is_cpu():
+            raise CliError("calib-vllm: on vLLM's CPU build pipeline_parallel_size > 1 needs the compiled model "
+                           "(with enforce_eager=True the engine dies on its first batch); drop enforce_eager")
 
 
 _MAX_IDS = getattr(_vllm_sp, "MAX_LOGPROB_TOKEN_IDS", 128)
