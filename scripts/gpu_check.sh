@@ -12,7 +12,8 @@
 #       tokens, 3 alternating rounds), float32 and bfloat16; whether bf16 generation repeats itself at all
 #       (scripts/gpu_determinism.py).
 #  2. vLLM's CUDA build (`make vllm` picks it): the calib-vllm exactness tests on the GPU (tests/test_vllm.py;
-#     tests/test_vllm_parallel.py too with two GPUs or more) and calib-vllm vs stock vllm (bench/bench_vllm.py).  SKIP_VLLM=1 skips it (a machine without PyPI).
+#     tests/test_vllm_parallel.py too with two GPUs or more) and calib-vllm vs stock vllm
+#     (bench/bench_vllm.py).  SKIP_VLLM=1 skips it (a machine without PyPI).
 # PYTHON names the interpreter (default: the project's .venv, from `make install`).  Usage: bash scripts/gpu_check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

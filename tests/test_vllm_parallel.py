@@ -10,7 +10,8 @@ parallelism (its 14 query and 2 key-value heads split in two; SmolLM2's 9 do not
 On one CPU, vLLM wants each worker's cores named (``VLLM_CPU_OMP_THREADS_BIND``, one list per worker:
 this machine's cores in two halves).  lm-eval reserves ``num_gpus=tensor_parallel_size`` per replica,
 so the data-parallel test starts a local Ray head that declares two GPUs; on the CPU build they are
-labels and nothing else.  About 6 minutes on 2 cores, mostly engine starts.
+labels and nothing else.  About 9 minutes on 2 cores, mostly engine starts (lm-eval starts the
+replicas' engines anew for every batch of requests).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import gc
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -65,7 +67,9 @@ def ray_head(tmp_path_factory):
     ray = Path(sys.executable).with_name("ray")
     assert ray.exists(), "ray is not installed: `make vllm` installs it (lm-eval's data-parallel path needs it)"
     tmp = tmp_path_factory.mktemp("ray")
-    port = "6390"
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     subprocess.run([str(ray), "start", "--head", f"--port={port}", "--num-cpus=2", "--num-gpus=2",
                     "--include-dashboard=false", "--object-store-memory=500000000", f"--temp-dir={tmp}"],
