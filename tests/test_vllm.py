@@ -10,7 +10,6 @@ of log-likelihood requests).  ``scripts/gpu_check.sh`` runs this module on a GPU
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import subprocess
@@ -19,8 +18,8 @@ import sys
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from vllm_helpers import (ENGINE, by_doc, captures, device, evaluate, hf_teacher_forced, load_hf_model, option_scores,
-                          shutdown)
+from vllm_helpers import (ENGINE, by_doc, captures, device, evaluate, hf_evaluate, hf_teacher_forced, load_hf_model,
+                          option_scores, shutdown)
 
 pytestmark = pytest.mark.slow
 
@@ -57,13 +56,7 @@ def stock_mc(model_path):
 
 @pytest.fixture(scope="module")
 def hf_mc(model_path):
-    from calib_harness.lm_models import CalibHFLM
-
-    lm = CalibHFLM(pretrained=model_path, dtype="float32", batch_size=8, device=device())
-    out = evaluate(lm, MC_TASKS, LIMIT_MC)
-    del lm
-    gc.collect()
-    return out
+    return hf_evaluate(model_path, MC_TASKS, LIMIT_MC)
 
 
 @pytest.fixture(scope="module")

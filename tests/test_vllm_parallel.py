@@ -16,7 +16,6 @@ replicas' engines anew for every batch of requests).
 
 from __future__ import annotations
 
-import gc
 import os
 import shutil
 import socket
@@ -25,7 +24,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from vllm_helpers import ENGINE, by_doc, captures, device, evaluate, hf_teacher_forced, load_hf_model, option_scores, shutdown
+from vllm_helpers import (ENGINE, by_doc, captures, device, evaluate, hf_evaluate, hf_teacher_forced, load_hf_model,
+                          option_scores, shutdown)
 
 pytestmark = pytest.mark.slow
 
@@ -83,28 +83,15 @@ def ray_head(tmp_path_factory):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _run_parallel(name):
+def _run_parallel(path, par):
     from calib_harness.lm_models.vllm_entry import CalibVLLM
-    from calib_harness.models import resolve_model
 
-    model, par = SETTINGS[name]
-    lm = CalibVLLM(pretrained=resolve_model(model), capture_topk=-1, batch_size="auto", **{**ENGINE, **par})
+    lm = CalibVLLM(pretrained=path, capture_topk=-1, batch_size="auto", **{**ENGINE, **par})
     try:
         out = evaluate(lm, list(TASKS), None, samples=TASKS, gen_kwargs="max_gen_toks=32")
         return out, lm.tok_encode, lm.tokenizer
     finally:
         shutdown(lm)
-
-
-def _hf_reference(model):
-    from calib_harness.lm_models import CalibHFLM
-    from calib_harness.models import resolve_model
-
-    lm = CalibHFLM(pretrained=resolve_model(model), dtype="float32", batch_size=8, device=device())
-    out = evaluate(lm, MC, None, samples={t: TASKS[t] for t in MC})
-    del lm
-    gc.collect()
-    return out
 
 
 @pytest.mark.parametrize("name", list(SETTINGS))
@@ -113,9 +100,10 @@ def test_parallel_engine_matches_one_hf_model(name, request):
 
     if name == "data":
         request.getfixturevalue("ray_head")
-    out, encode, tokenizer = _run_parallel(name)
-    model = SETTINGS[name][0]
-    hf = _hf_reference(model)
+    model, par = SETTINGS[name]
+    path = resolve_model(model)
+    out, encode, tokenizer = _run_parallel(path, par)
+    hf = hf_evaluate(path, MC, None, samples={t: TASKS[t] for t in MC})
     for task in MC:
         ours, ref = by_doc(out, task), by_doc(hf, task)
         assert sorted(ours) == sorted(ref) == TASKS[task]
@@ -128,7 +116,7 @@ def test_parallel_engine_matches_one_hf_model(name, request):
     feats = s["ece"]["features"]
     assert tokenizer.decode(cap["tokens"], skip_special_tokens=True) == cap["text"] == s["ece"]["output"]
     assert 0 < feats["n_tokens"] == len(cap["tokens"]) <= 32
-    hf_model = load_hf_model(resolve_model(model))
+    hf_model = load_hf_model(path)
     _, lp, ent = hf_teacher_forced(hf_model, encode(s["arguments"][0][0]), cap["tokens"])
     assert abs(feats["mean_logprob"] - lp.mean().item()) < 1e-3, (name, feats["mean_logprob"], lp.mean().item())
     assert abs(feats["mean_entropy"] - ent.mean().item()) < 1e-3, (name, feats["mean_entropy"], ent.mean().item())

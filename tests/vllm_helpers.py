@@ -22,6 +22,17 @@ def evaluate(lm, tasks, limit, **kw):
     return simple_evaluate(model=lm, tasks=tasks, limit=limit, log_samples=True, bootstrap_iters=0, **kw)
 
 
+def hf_evaluate(path, tasks, limit, **kw):
+    """The same documents through ``calib-hf`` (float32, batch 8): the reference each vLLM run is held to."""
+    from calib_harness.lm_models import CalibHFLM
+
+    lm = CalibHFLM(pretrained=path, dtype="float32", batch_size=8, device=device())
+    out = evaluate(lm, tasks, limit, **kw)
+    del lm
+    gc.collect()
+    return out
+
+
 def shutdown(lm) -> None:
     engine = getattr(getattr(lm, "model", None), "llm_engine", None)
     core = getattr(engine, "engine_core", None)
