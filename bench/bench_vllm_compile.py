@@ -75,8 +75,9 @@ def _child(a) -> None:
         core.shutdown()
 
 
-def _run_arm(arm: str, a, cache_root: str) -> dict:
-    env = dict(os.environ, VLLM_CACHE_ROOT=cache_root)
+def _run_arm(arm: str, a, cache_root: str, **extra_env: str) -> dict:
+    """Run one arm in a fresh process (``extra_env`` on top of this one's) and return its figures."""
+    env = dict(os.environ, VLLM_CACHE_ROOT=cache_root, **extra_env)
     cmd = [sys.executable, __file__, "--child", arm, "--model", a.model, "--data-dir", a.data_dir,
            "--mc-docs", str(a.mc_docs), "--gen-docs", str(a.gen_docs)]
     t0 = time.perf_counter()
@@ -87,6 +88,9 @@ def _run_arm(arm: str, a, cache_root: str) -> dict:
     if p.returncode != 0 or res is None:
         raise SystemExit(f"bench_vllm_compile: arm {arm} failed (exit {p.returncode}):\n{log[-3000:]}")
     res["process_wall_s"] = wall
+    for key, rx in (("cores_bound", r"core ids=(\[[^\]]*\])"), ("cores_reserved", r"reserved_cpus=(\[[^\]]*\])")):
+        found = re.findall(rx, log)  # vLLM's OpenMP binding of the worker (CPU build)
+        res[key] = found[0] if found else None
     res["log"] = {k: [l.strip()[-200:] for l in log.splitlines() if rx.search(l)][:6] for k, rx in _CACHE_LINES.items()}
     return res
 
