@@ -95,12 +95,17 @@ def _run_arm(arm: str, a, cache_root: str, **extra_env: str) -> dict:
     return res
 
 
-def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_workload_args(ap: argparse.ArgumentParser) -> None:
+    """The arguments ``_run_arm`` passes to the child: model, data and workload size."""
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--data-dir", default=os.environ.get("CALIB_HARNESS_SHARED_DATA", "/work/shared/data"))
     ap.add_argument("--mc-docs", type=int, default=40, help="calib_mmlu_astronomy questions per workload")
     ap.add_argument("--gen-docs", type=int, default=4, help="calib_gsm8k answers per workload")
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_workload_args(ap)
     ap.add_argument("--device", default="cpu", help="label for the results (cpu / gpu)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "vllm_compile.json"))
     ap.add_argument("--child", choices=ARMS, help=argparse.SUPPRESS)

@@ -31,15 +31,12 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_vllm_compile import _run_arm  # noqa: E402
+from bench_vllm_compile import _run_arm, add_workload_args  # noqa: E402
 
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--data-dir", default=os.environ.get("CALIB_HARNESS_SHARED_DATA", "/work/shared/data"))
-    ap.add_argument("--mc-docs", type=int, default=40, help="calib_mmlu_astronomy questions per workload")
-    ap.add_argument("--gen-docs", type=int, default=4, help="calib_gsm8k answers per workload")
+    add_workload_args(ap)
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds (each runs both arms once)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "vllm_threads.json"))
     a = ap.parse_args(argv)
