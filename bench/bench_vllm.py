@@ -10,6 +10,9 @@ engine start time.
 * MMLU letters (``--mmlu-docs`` calib_mmlu_astronomy questions, 0-shot): stock ``vllm`` (one
   ``prompt_logprobs`` request per option) against ``calib-vllm`` (one request per question,
   ``logprob_token_ids``), alternating; their scores must agree within 1e-4 and their greedy flags exactly.
+* Cores: on the CPU build vLLM's worker is bound to every core of this process (``VLLM_CPU_OMP_THREADS_BIND``,
+  unless set), as ``calib-hf``'s torch threads are; vLLM's own default would keep one for its scheduler
+  (``bench_vllm_threads.py``).
 * Engine start: seconds to construct each engine (``enforce_eager`` by default: on the CPU build the
   torch.compile warm-up costs minutes on a small, loaded machine; ``--compile`` measures that arm).
 
@@ -67,6 +70,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "vllm.json"))
     a = ap.parse_args(argv)
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    if a.device == "cpu":  # vLLM's default keeps a core per worker for its scheduler: hf would get 2 cores, vLLM 1
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", ",".join(map(str, sorted(os.sched_getaffinity(0)))))
 
     import calib_harness.lm_models  # noqa: F401
     from calib_harness.data_sources import set_data_dir
@@ -136,7 +141,7 @@ def main(argv=None) -> dict:
         "what": "calib-vllm vs stock vllm on calib_gsm8k (alternating arms); hf vs vLLM throughput; engine start",
         "model": a.model, "device": a.device, "machine": platform.processor() or platform.machine(),
         "cores": os.cpu_count(), "load_avg_1m": os.getloadavg()[0], "engine": {k: v for k, v in engine.items() if k != "pretrained"},
-        "capture_topk": a.capture_topk, "gsm8k_docs": a.limit, "rounds": a.rounds,
+        "vllm_cpu_threads_bind": os.environ.get("VLLM_CPU_OMP_THREADS_BIND"), "capture_topk": a.capture_topk, "gsm8k_docs": a.limit, "rounds": a.rounds,
         "overhead": {"stock_wall_s": walls["stock"], "calib_wall_s": walls["calib"], "ratio_median_wall": ratio,
                      "ratio_min_wall": min(walls["calib"]) / min(walls["stock"]),
                      "frontend_cpu_s": cpus, "frontend_cpu_extra_ms_per_token":
