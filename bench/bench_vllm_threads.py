@@ -17,7 +17,7 @@ The cores each arm's worker was bound to are read back from vLLM's log.
 
 Writes ``bench/results/vllm_threads.json`` and prints a table.
 
-    python bench/bench_vllm_threads.py --model qwen2.5-coder-1.5b --mc-docs 24 --gen-docs 2
+    python bench/bench_vllm_threads.py --model qwen2.5-coder-1.5b --mc-docs 16 --gen-docs 2   (bench/results/vllm_threads.json)
 """
 
 from __future__ import annotations
@@ -50,9 +50,7 @@ def main(argv=None) -> dict:
     for r in range(a.rounds):
         order += ["auto", "all"] if r % 2 == 0 else ["all", "auto"]
     runs: dict[str, list[dict]] = {"auto": [], "all": []}
-    env = {k: v for k, v in os.environ.items() if k != "VLLM_CPU_OMP_THREADS_BIND"}
-    os.environ.clear()
-    os.environ.update(env)  # the auto arm must not inherit a binding from this shell
+    os.environ.pop("VLLM_CPU_OMP_THREADS_BIND", None)  # the auto arm must not inherit a binding from this shell
     with tempfile.TemporaryDirectory(prefix="vllm_cache_") as cache_root:
         for i, arm in enumerate(order):
             r = _run_arm("eager", a, cache_root, **binds[arm])
