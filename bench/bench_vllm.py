@@ -44,6 +44,11 @@ def build_requests(task: str, limit: int):
     return sorted(t.instances, key=lambda i: (i.doc_id, i.idx))
 
 
+def every_core() -> str:
+    """``VLLM_CPU_OMP_THREADS_BIND`` for one worker bound to every core this process may use (e.g. ``0,1``)."""
+    return ",".join(map(str, sorted(os.sched_getaffinity(0))))
+
+
 def _timed(fn):
     t0, c0 = time.perf_counter(), time.process_time()
     out = fn()
@@ -71,7 +76,7 @@ def main(argv=None) -> dict:
     a = ap.parse_args(argv)
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
     if a.device == "cpu":  # vLLM's default keeps a core per worker for its scheduler: hf would get 2 cores, vLLM 1
-        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", ",".join(map(str, sorted(os.sched_getaffinity(0)))))
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", every_core())
 
     import calib_harness.lm_models  # noqa: F401
     from calib_harness.data_sources import set_data_dir

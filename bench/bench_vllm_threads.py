@@ -31,6 +31,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bench_vllm import every_core  # noqa: E402
 from bench_vllm_compile import _run_arm, add_workload_args  # noqa: E402
 
 
@@ -43,9 +44,8 @@ def main(argv=None) -> dict:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     from calib_harness.outputs import write_json
 
-    cores = sorted(os.sched_getaffinity(0))
-    n = len(cores)
-    binds = {"auto": {}, "all": {"VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, cores))}}
+    n = len(os.sched_getaffinity(0))
+    binds = {"auto": {}, "all": {"VLLM_CPU_OMP_THREADS_BIND": every_core()}}
     order = []
     for r in range(a.rounds):
         order += ["auto", "all"] if r % 2 == 0 else ["all", "auto"]

@@ -70,7 +70,7 @@ if [ "${VLLM:-0}" = 1 ]; then
   # default reserves one core per worker for its scheduler, which on 2 cores halves the model's share;
   # binding both ran the 1.5B 1.7-1.8x faster (bench/bench_vllm_threads.py).  Set it to "auto" for vLLM's own.
   if [ -z "${VLLM_CPU_OMP_THREADS_BIND:-}" ] && [ "$(ls -d /sys/devices/system/node/node[0-9]* 2>/dev/null | wc -l)" -le 1 ]; then
-    VLLM_CPU_OMP_THREADS_BIND=$(python -c "import os; print(','.join(map(str, sorted(os.sched_getaffinity(0)))))")
+    VLLM_CPU_OMP_THREADS_BIND=$(python -c "import sys; sys.path.insert(0, 'bench'); from bench_vllm import every_core; print(every_core())")
     export VLLM_CPU_OMP_THREADS_BIND
   fi
   VLLM_MODELS=${VLLM_MODELS-"smollm2-135m qwen2.5-coder-0.5b qwen2.5-coder-1.5b"}
